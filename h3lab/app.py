@@ -1,0 +1,326 @@
+"""The ``H3`` application: routes, middleware, hooks, and the dispatch core.
+
+Request flow (the server and the ASGI adapter both follow it):
+
+1. the transport fills an ``H3Event`` from the pool (method, paths, headers,
+   body) and calls ``app.handle(event)``;
+2. ``handle`` finds the route (through the configured matching strategy and
+   route cache), sets ``event.params`` and calls the route's compiled chain
+   (middleware + handler) -- or the not-found chain, whose endpoint raises
+   404/405 after the global middleware ran;
+3. the chain returns a value, or a coroutine when something is asynchronous;
+   the transport drives it (without an asyncio Task unless it suspends);
+4. the value becomes a response (``h3lab.response``); an exception becomes a
+   JSON error response via ``error_response``;
+5. the event goes back to the pool.
+
+The app owns every strategy instance (router + cache, pool, memory strategy,
+middleware execution): nothing is module-global, so two apps never share
+state.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from h3lab.config import Config
+from h3lab.errors import HTTPError
+from h3lab.event import H3Event
+from h3lab.memory import make_memory
+from h3lab.middleware import Layer, make_execution
+from h3lab.pool import make_pool
+from h3lab.response import Response, json_bytes, to_response
+from h3lab.routing import ANY_METHOD, Route, make_router, routing_path
+
+logger = logging.getLogger("h3lab")
+error_logger = logging.getLogger("h3lab.error")
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE")
+
+Handler = Callable[[H3Event], Any]
+Hook = Callable[..., Any]
+
+
+class H3:
+    """An H3 application. ``H3(config=Config.preset("performance"))``."""
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        debug: bool = False,
+        on_request: Hook | None = None,
+        on_response: Hook | None = None,
+        on_error: Hook | None = None,
+    ) -> None:
+        self.config = config if config is not None else Config()
+        if not isinstance(self.config, Config):
+            raise TypeError(f"config must be an h3lab.Config, got {type(config).__name__}")
+        self.debug = debug
+        self.on_request_hook = on_request
+        self.on_response_hook = on_response
+        self.on_error_hook = on_error
+        cfg = self.config
+        self.router = make_router(cfg.router.matching, cfg.cache.policy, cfg.cache.size)
+        self.execution = make_execution(cfg.middleware.execution)
+        self.memory = make_memory(
+            cfg.memory.strategy,
+            cfg.memory.gc_threshold0,
+            cfg.memory.arena_buffers,
+            cfg.memory.warmup_requests,
+        )
+        self.pool = make_pool(
+            cfg.pool.policy, self._new_event, cfg.pool.size, cfg.pool.warmup, cfg.pool.trim_interval
+        )
+        self._layers: list[Layer] = []
+        self._route_count = 0
+        self._ready = False
+        self._not_found_chain: Callable[[H3Event], Any] | None = None
+        self._stats_path = cfg.server.stats_path
+        self.server: Any = None  # set by the server that runs this app (for stats)
+        self.errors_unhandled = 0
+        self.errors_http = 0
+
+    def _new_event(self) -> H3Event:
+        return H3Event(self)
+
+    # -- registration --------------------------------------------------------
+
+    def on(
+        self,
+        method: str,
+        pattern: str,
+        handler: Handler | None = None,
+        *,
+        middleware: list[Callable[..., Any]] | tuple[Callable[..., Any], ...] = (),
+        meta: dict[str, Any] | None = None,
+    ) -> Any:
+        """Register ``handler`` for ``method`` (or ``"*"``) and ``pattern``.
+
+        Usable directly or as a decorator. Adding a route invalidates the
+        route cache and the compiled middleware chains.
+        """
+        method = method.upper()
+        if method != ANY_METHOD and method not in METHODS:
+            raise ValueError(f"method must be one of {[*METHODS, ANY_METHOD]}, got {method!r}")
+        if not pattern.startswith("/"):
+            raise ValueError(f"route pattern must start with '/', got {pattern!r}")
+
+        def register(fn: Handler) -> Handler:
+            if not callable(fn):
+                raise TypeError(f"handler for {method} {pattern} must be callable")
+            route = Route(
+                method,
+                pattern,
+                fn,
+                index=self._route_count,
+                middleware=tuple(Layer.of(m) for m in middleware),
+                meta={**(meta or {}), "is_async": _is_async(fn)},
+            )
+            self.router.add(route)  # raises ValueError on a duplicate or a bad pattern
+            self._route_count += 1
+            self._ready = False
+            return fn
+
+        return register(handler) if handler is not None else register
+
+    def get(self, pattern: str, handler: Handler | None = None, **kw: Any) -> Any:
+        return self.on("GET", pattern, handler, **kw)
+
+    def post(self, pattern: str, handler: Handler | None = None, **kw: Any) -> Any:
+        return self.on("POST", pattern, handler, **kw)
+
+    def put(self, pattern: str, handler: Handler | None = None, **kw: Any) -> Any:
+        return self.on("PUT", pattern, handler, **kw)
+
+    def patch(self, pattern: str, handler: Handler | None = None, **kw: Any) -> Any:
+        return self.on("PATCH", pattern, handler, **kw)
+
+    def delete(self, pattern: str, handler: Handler | None = None, **kw: Any) -> Any:
+        return self.on("DELETE", pattern, handler, **kw)
+
+    def options(self, pattern: str, handler: Handler | None = None, **kw: Any) -> Any:
+        return self.on("OPTIONS", pattern, handler, **kw)
+
+    def head(self, pattern: str, handler: Handler | None = None, **kw: Any) -> Any:
+        return self.on("HEAD", pattern, handler, **kw)
+
+    def all(self, pattern: str, handler: Handler | None = None, **kw: Any) -> Any:
+        return self.on(ANY_METHOD, pattern, handler, **kw)
+
+    def use(self, prefix_or_fn: Any, fn: Callable[..., Any] | None = None) -> H3:
+        """``app.use(mw)`` for every request, ``app.use("/api", mw)`` under a path prefix."""
+        if fn is None:
+            layer = Layer.of(prefix_or_fn)
+        else:
+            if not isinstance(prefix_or_fn, str):
+                raise TypeError("app.use(prefix, middleware): prefix must be a str")
+            layer = Layer.of(fn, routing_path(prefix_or_fn))
+        self._layers.append(layer)
+        self._ready = False
+        return self
+
+    def routes(self) -> list[Route]:
+        return self.router.routes()
+
+    def clone(self, config: Config) -> H3:
+        """The same routes, middleware and hooks on fresh strategies built from ``config``.
+
+        ``h3lab serve module:app --preset performance`` uses it: the module builds
+        its app once, and every run re-instantiates it under the chosen config.
+        """
+        twin = H3(
+            config,
+            debug=self.debug,
+            on_request=self.on_request_hook,
+            on_response=self.on_response_hook,
+            on_error=self.on_error_hook,
+        )
+        twin._layers = list(self._layers)
+        for route in self.router.routes():
+            meta = {k: v for k, v in route.meta.items() if k != "is_async"}
+            twin.on(
+                route.method,
+                route.pattern,
+                route.handler,
+                middleware=[layer.fn for layer in route.middleware],
+                meta=meta,
+            )
+        return twin
+
+    # -- preparation ---------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Compile every route's chain (done lazily on the first request)."""
+        execution = self.execution
+        layers = self._layers
+        for route in self.router.routes():
+            chain_layers = [*layers, *route.middleware]
+            route.chain = execution.compile(
+                chain_layers, route.handler, route.meta.get("is_async", True), route.pattern
+            )
+        self._not_found_chain = execution.compile(layers, self._no_route, False, None)
+        self._ready = True
+
+    def _no_route(self, event: H3Event) -> Any:
+        allowed = self.router.allowed_methods(event.route_path)
+        if allowed:
+            methods = set(allowed)
+            if "GET" in methods:
+                methods.add("HEAD")
+            if ANY_METHOD in methods:
+                methods = set(METHODS)
+            raise HTTPError(
+                405,
+                f"Method {event.method} not allowed on {event.path}",
+                headers={"allow": ", ".join(sorted(methods))},
+            )
+        raise HTTPError(404, f"Cannot find any route matching [{event.method}] {event.path}")
+
+    # -- dispatch ------------------------------------------------------------
+
+    def handle(self, event: H3Event) -> Any:
+        """Route and run one event: a value, or a coroutine to be awaited.
+
+        Exceptions propagate to the caller (the transport), which turns them
+        into responses with ``error_response``.
+        """
+        if not self._ready:
+            self.prepare()
+        if self.on_request_hook is not None:
+            return self._handle_with_hooks(event)
+        match = self.router.match(event.method, event.route_path)
+        if match is None:
+            if event.method == "HEAD":
+                match = self.router.match("GET", event.route_path)
+            if match is None:
+                if self._stats_path is not None and event.route_path == self._stats_path:
+                    return Response(json_bytes(self.stats()), media_type="application/json")
+                return self._not_found_chain(event)  # type: ignore[misc]
+        route, params = match
+        event.route = route
+        event.params = params
+        return route.chain(event)
+
+    async def _handle_with_hooks(self, event: H3Event) -> Any:
+        result = self.on_request_hook(event)  # type: ignore[misc]
+        if inspect.isawaitable(result):
+            await result
+        match = self.router.match(event.method, event.route_path)
+        if match is None and event.method == "HEAD":
+            match = self.router.match("GET", event.route_path)
+        if match is None:
+            value = self._not_found_chain(event)  # type: ignore[misc]
+        else:
+            event.route, event.params = match
+            value = match[0].chain(event)
+        if inspect.isawaitable(value):
+            value = await value
+        return value
+
+    def error_response(self, event: H3Event, exc: BaseException) -> Response:
+        """The response for an exception raised while handling ``event``."""
+        if isinstance(exc, HTTPError):
+            self.errors_http += 1
+            error = exc
+        else:
+            self.errors_unhandled += 1
+            error_logger.error(
+                "unhandled error in %s %s", event.method, event.path, exc_info=exc
+            )
+            error = HTTPError(500, "Internal Server Error", unhandled=True)
+        if self.on_error_hook is not None:
+            try:
+                replacement = self.on_error_hook(event, error)
+                if isinstance(replacement, Response):
+                    return replacement
+            except Exception:  # a failing hook must not turn a 4xx into a crash
+                error_logger.exception("on_error hook failed")
+        headers = list(error.headers.items())
+        return Response(json_bytes(error.to_json()), error.status, headers, "application/json")
+
+    def response_for(self, event: H3Event, value: Any) -> Response:
+        """General conversion of a handler's value, with the on_response hook."""
+        response = to_response(event, value)
+        if self.on_response_hook is not None:
+            try:
+                self.on_response_hook(event, response)
+            except Exception:
+                error_logger.exception("on_response hook failed")
+        return response
+
+    # -- statistics ----------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """One JSON-able snapshot of every strategy's counters."""
+        router_stats = self.router.stats()
+        return {
+            "preset": self.config.preset_name,
+            "config": self.config.flat(),
+            "router": {k: v for k, v in router_stats.items() if k != "cache"},
+            "cache": router_stats.get("cache", {"policy": "none"}),
+            "pool": self.pool.stats(),
+            "memory": self.memory.stats(),
+            "middleware": {**self.execution.stats(), "layers": len(self._layers)},
+            "errors": {"http": self.errors_http, "unhandled": self.errors_unhandled},
+            "server": self.server.stats() if self.server is not None else None,
+        }
+
+    # -- adapters ------------------------------------------------------------
+
+    @property
+    def asgi(self) -> Any:
+        """This app as an ASGI 3 application (uvicorn, granian, gunicorn workers)."""
+        from h3lab.asgi import ASGIAdapter
+
+        return ASGIAdapter(self)
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 - callable objects with async __call__
+    return call is not None and inspect.iscoroutinefunction(call)

@@ -1,0 +1,58 @@
+"""HTTP errors as values: raise one anywhere, the client gets it as JSON."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+
+def status_phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+class HTTPError(Exception):
+    """An error that becomes the response ``{"status", "message", "data"}``.
+
+    ``unhandled`` marks errors the framework made out of an unexpected
+    exception: their message is replaced by a generic one so that no internal
+    detail (or traceback) ever reaches the client.
+    """
+
+    def __init__(
+        self,
+        status: int = 500,
+        message: str | None = None,
+        data: Any = None,
+        *,
+        headers: dict[str, str] | None = None,
+        unhandled: bool = False,
+    ) -> None:
+        if not isinstance(status, int) or not 400 <= status <= 599:
+            raise ValueError(f"HTTPError status must be an int in 400..599, got {status!r}")
+        self.status = status
+        self.message = message if message is not None else status_phrase(status)
+        self.data = data
+        self.headers = headers or {}
+        self.unhandled = unhandled
+        super().__init__(self.message)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "message": self.message, "data": self.data}
+
+    def __repr__(self) -> str:
+        return f"HTTPError({self.status}, {self.message!r})"
+
+
+class ProtocolError(Exception):
+    """The request could not be parsed or broke a limit; answered then closed.
+
+    Carries the status the client should see (h11's ``error_status_hint``).
+    """
+
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        self.reason = reason
+        super().__init__(f"{status} {reason}")

@@ -1,0 +1,223 @@
+"""The per-request event object handed to handlers and middleware.
+
+Lifetime: an event is taken from the app's event pool when a request's headers
+and body have arrived, lives while its handler (and any streaming response)
+runs, and goes back to the pool afterwards. ``reset`` must clear *every*
+per-request field: a pooled event that leaked one request's params, headers,
+cookies, context, status or body into the next would be a data leak between
+clients (tests/test_pool.py proves it does not).
+
+Everything derived from the raw request (headers mapping, query mapping,
+cookies, parsed JSON/form) is built lazily on first access: the plaintext
+benchmark's handler touches none of it and pays for none of it.
+"""
+
+from __future__ import annotations
+
+import json
+from types import CoroutineType
+from typing import TYPE_CHECKING, Any
+
+from h3lab.datastructures import Headers, QueryParams
+from h3lab.errors import HTTPError
+
+if TYPE_CHECKING:
+    from h3lab.routing.base import Route
+
+_UNSET: Any = object()
+
+
+async def _ready(value: Any) -> Any:
+    return value
+
+
+class H3Event:
+    __slots__ = (
+        "_body",
+        "_context",
+        "_cookies",
+        "_form",
+        "_headers",
+        "_json",
+        "_query",
+        "_raw_headers",
+        "_resp_headers",
+        "app",
+        "conn",
+        "http_version",
+        "keep_alive",
+        "method",
+        "mw_chain",
+        "mw_index",
+        "next",
+        "params",
+        "path",
+        "query_string",
+        "raw_path",
+        "remote",
+        "route",
+        "route_path",
+        "status",
+    )
+
+    def __init__(self, app: Any = None) -> None:
+        self.app = app
+        self.conn: Any = None
+        self.remote: Any = None
+        # PERF: one bound method per event object, not a closure per layer per
+        # request: under the ``fast`` middleware strategy this is the ``next``
+        # every onion middleware receives (a cursor into the compiled chain).
+        self.next = self._call_next
+        self._reset_fields()
+
+    def _reset_fields(self) -> None:
+        self.method = "GET"
+        self.path = "/"
+        self.raw_path = "/"
+        self.route_path = "/"
+        self.query_string = ""
+        self.http_version = "1.1"
+        self.keep_alive = True
+        self.params: dict[str, str] = {}
+        self.status = 200
+        self.route: Route | None = None
+        self.mw_index = 0
+        self.mw_chain: Any = None
+        self._raw_headers: list[tuple[bytes, bytes]] = []
+        self._headers: Headers | None = None
+        self._query: QueryParams | None = None
+        self._context: dict[str, Any] | None = None
+        self._body = b""
+        self._json: Any = _UNSET
+        self._form: Any = None
+        self._cookies: dict[str, str] | None = None
+        self._resp_headers: list[tuple[str, str]] | None = None
+
+    def reset(self) -> None:
+        """Forget the request entirely (called before the event is pooled)."""
+        self._reset_fields()
+        self.conn = None
+        self.remote = None
+
+    def _call_next(self) -> Any:
+        result = self.mw_chain.step(self)
+        if type(result) is CoroutineType or hasattr(result, "__await__"):
+            return result
+        return _ready(result)
+
+    # -- request -----------------------------------------------------------
+
+    @property
+    def headers(self) -> Headers:
+        """Request headers, case-insensitive."""
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = Headers(self._raw_headers)
+        return headers
+
+    @property
+    def query(self) -> QueryParams:
+        query = self._query
+        if query is None:
+            query = self._query = QueryParams(self.query_string)
+        return query
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """Free-form per-request storage for middleware and handlers."""
+        context = self._context
+        if context is None:
+            context = self._context = {}
+        return context
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        cookies = self._cookies
+        if cookies is None:
+            from h3lab.utils.cookies import parse_cookie_header
+
+            cookies = self._cookies = {}
+            for header in self.headers.getall("cookie"):
+                cookies.update(parse_cookie_header(header))
+        return cookies
+
+    async def body(self) -> bytes:
+        """The whole request body (read once by the server, cached for every reader)."""
+        return self._body
+
+    async def text(self) -> str:
+        return self._body.decode(self._charset(), errors="replace")
+
+    async def json(self) -> Any:
+        """The body parsed as JSON; 400 when it is not valid JSON."""
+        if self._json is _UNSET:
+            if not self._body:
+                raise HTTPError(400, "Invalid JSON body", {"reason": "empty body"})
+            try:
+                self._json = json.loads(self._body)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise HTTPError(400, "Invalid JSON body", {"reason": str(exc)}) from None
+        return self._json
+
+    async def form(self) -> Any:
+        """urlencoded or multipart/form-data body as a ``FormData`` mapping."""
+        if self._form is None:
+            from h3lab.utils.form import parse_form
+
+            self._form = parse_form(self.headers.get("content-type", ""), self._body)
+        return self._form
+
+    def _charset(self) -> str:
+        content_type = self.headers.get("content-type", "")
+        for part in content_type.split(";")[1:]:
+            key, _, value = part.strip().partition("=")
+            if key.lower() == "charset" and value:
+                return value.strip('"')
+        return "utf-8"
+
+    @property
+    def disconnected(self) -> bool:
+        """True once the client has gone away (streaming handlers should stop)."""
+        conn = self.conn
+        return conn is not None and conn.is_closing()
+
+    # -- response ----------------------------------------------------------
+
+    def set_header(self, name: str, value: str) -> None:
+        """Set a response header, replacing any earlier value of that name."""
+        headers = self._resp_headers
+        if headers is None:
+            self._resp_headers = [(name, str(value))]
+            return
+        lower = name.lower()
+        headers[:] = [(k, v) for k, v in headers if k.lower() != lower]
+        headers.append((name, str(value)))
+
+    def append_header(self, name: str, value: str) -> None:
+        """Add a response header, keeping earlier values of that name."""
+        if self._resp_headers is None:
+            self._resp_headers = []
+        self._resp_headers.append((name, str(value)))
+
+    @property
+    def response_headers(self) -> list[tuple[str, str]]:
+        if self._resp_headers is None:
+            self._resp_headers = []
+        return self._resp_headers
+
+    def set_cookie(self, name: str, value: str, **options: Any) -> None:
+        """Add a Set-Cookie header (options: max_age, expires, path, domain,
+        secure, httponly, samesite, partitioned)."""
+        from h3lab.utils.cookies import serialize_cookie
+
+        self.append_header("set-cookie", serialize_cookie(name, value, **options))
+
+    def delete_cookie(self, name: str, *, path: str = "/", domain: str | None = None) -> None:
+        from h3lab.utils.cookies import serialize_cookie
+
+        self.append_header(
+            "set-cookie", serialize_cookie(name, "", max_age=0, path=path, domain=domain)
+        )
+
+    def __repr__(self) -> str:
+        return f"<H3Event {self.method} {self.path}>"

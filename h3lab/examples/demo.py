@@ -1,0 +1,126 @@
+"""A realistic demo app: ``h3lab serve h3lab.examples.demo:app`` (or ``make serve``).
+
+Static, param and wildcard routes, a JSON echo, a form endpoint, cookies, a
+streaming endpoint and Server-Sent Events, CORS on ``/api``, static files,
+and the benchmark endpoints every study and peer comparison uses
+(``/plaintext``, ``/json``, ``/users/:id`` behind 50 other routes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from h3lab import H3, HTTPError
+from h3lab.event import H3Event
+from h3lab.utils import EventStream, cors, redirect, serve_static
+
+PLAINTEXT = "Hello, World!"
+
+
+def build(app: H3 | None = None) -> H3:
+    """Register the demo routes on ``app`` (a new default app when None)."""
+    app = app if app is not None else H3()
+
+    # -- the benchmark endpoints (TechEmpower-style) --------------------------
+    @app.get("/plaintext")
+    def plaintext(event: H3Event) -> str:
+        return PLAINTEXT
+
+    @app.get("/json")
+    def json_hello(event: H3Event) -> dict[str, str]:
+        return {"message": PLAINTEXT}
+
+    # 50 routes registered before /users/:id, as in the peers comparison.
+    for i in range(50):
+        app.get(f"/api/v1/resource{i}/:id", _resource_handler(i))
+
+    @app.get("/users/:id")
+    def get_user(event: H3Event) -> dict[str, str]:
+        return {"id": event.params["id"]}
+
+    # -- a small realistic API ------------------------------------------------
+    app.use("/api", cors(origin="*"))
+
+    @app.get("/")
+    def index(event: H3Event) -> str:
+        return "h3lab demo: try /plaintext, /json, /users/42, /api/items, /stream, /events"
+
+    @app.get("/api/items")
+    def list_items(event: H3Event) -> list[dict[str, Any]]:
+        limit = int(event.query.get("limit", "3"))
+        if not 0 < limit <= 100:
+            raise HTTPError(400, "limit must be in 1..100", {"limit": limit})
+        return [{"id": i, "name": f"item {i}"} for i in range(limit)]
+
+    @app.post("/api/echo")
+    async def echo(event: H3Event) -> Any:
+        return await event.json()
+
+    @app.post("/api/form")
+    async def form(event: H3Event) -> dict[str, Any]:
+        data = await event.form()
+        return {"fields": dict(data.fields), "files": sorted(data.files)}
+
+    @app.get("/api/files/**:path")
+    def file_path(event: H3Event) -> dict[str, str]:
+        return {"path": event.params["path"]}
+
+    @app.get("/login")
+    def login(event: H3Event) -> Any:
+        event.set_cookie("session", "demo", httponly=True, samesite="lax")
+        return redirect("/", 303)
+
+    @app.get("/whoami")
+    def whoami(event: H3Event) -> dict[str, Any]:
+        return {"session": event.cookies.get("session"), "remote": str(event.remote)}
+
+    @app.get("/slow")
+    async def slow(event: H3Event) -> dict[str, float]:
+        delay = min(float(event.query.get("ms", "10")), 1000.0) / 1000
+        await asyncio.sleep(delay)
+        return {"slept_ms": delay * 1000}
+
+    @app.get("/stream")
+    async def stream(event: H3Event) -> AsyncIterator[bytes]:
+        count = min(int(event.query.get("n", "5")), 1000)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for i in range(count):
+                yield f"chunk {i}\n".encode()
+                await asyncio.sleep(0)
+
+        return chunks()
+
+    @app.get("/events")
+    def events(event: H3Event) -> Any:
+        stream = EventStream(event)
+
+        async def produce() -> None:
+            for i in range(3):
+                await stream.push({"id": str(i), "event": "tick", "data": str(time.time())})
+                await asyncio.sleep(0.01)
+            await stream.close()
+
+        task = asyncio.ensure_future(produce())
+        stream.on_closed(task.cancel)
+        return stream.response()
+
+    static_dir = Path(__file__).with_name("static")
+    if static_dir.is_dir():
+        app.get("/static/**", serve_static(static_dir))
+    return app
+
+
+def _resource_handler(i: int) -> Any:
+    def handler(event: H3Event) -> dict[str, Any]:
+        return {"resource": i, "id": event.params["id"]}
+
+    handler.__name__ = f"resource{i}"
+    return handler
+
+
+app = build()

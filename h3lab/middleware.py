@@ -1,0 +1,307 @@
+"""Middleware execution strategies: ``legacy`` and ``fast``.
+
+Two middleware shapes are accepted by ``app.use``:
+
+* *onion*: ``async def mw(event, next)`` -- runs code before and after the
+  rest of the chain, may replace its result, or short-circuit by returning a
+  value without calling ``next()``;
+* *before*: ``def mw(event)`` (or ``async def``) -- h3 v1 style: returning
+  anything but ``None`` ends the request with that value, ``None`` continues.
+
+Both strategies give the same results for the same program (the behavioural
+suite runs over both); they differ in what each request pays:
+
+``legacy``
+    the onion chain is built per request, Koa-style: every layer's ``next`` is
+    a fresh closure, every layer (a *before* one too) runs as a coroutine, and
+    path-prefix scopes are tested on every request.
+
+``fast``
+    the chain of every route is compiled once (at the first request after a
+    route or middleware change): scopes decidable from the route's pattern are
+    resolved at compile time, consecutive synchronous *before* middleware run
+    in a plain loop with no coroutine at all, and ``next`` is one bound method
+    per event object (a cursor into the compiled steps) instead of a closure
+    per layer per request. A route with no middleware and a synchronous handler
+    compiles to the handler itself.
+
+Calling ``next()`` more than once in one middleware invocation is an error in
+both strategies (as in Koa); ``fast`` detects it once the downstream chain has
+finished, ``legacy`` always.
+"""
+
+from __future__ import annotations
+
+import inspect
+from types import CoroutineType
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from h3lab.registry import Registry
+
+MIDDLEWARE_EXECUTIONS: Registry[type[MiddlewareExecution]] = Registry("middleware.execution")
+
+ONION = "onion"
+BEFORE = "before"
+
+Endpoint = Callable[[Any], Any]  # event -> value or awaitable
+Chain = Callable[[Any], Any]  # event -> value or awaitable
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """One ``app.use(...)`` registration."""
+
+    fn: Callable[..., Any]
+    prefix: str = ""  # "" = every path; else "/api" matches /api and /api/...
+    kind: str = ONION
+    is_async: bool = True
+
+    @classmethod
+    def of(cls, fn: Callable[..., Any], prefix: str = "") -> Layer:
+        if not callable(fn):
+            raise TypeError(f"middleware must be callable, got {fn!r}")
+        try:
+            params = [
+                p
+                for p in inspect.signature(fn).parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                and p.default is p.empty
+            ]
+        except (TypeError, ValueError):
+            params = []
+        if len(params) == 2:
+            kind = ONION
+        elif len(params) == 1:
+            kind = BEFORE
+        else:
+            raise TypeError(
+                f"middleware {getattr(fn, '__name__', fn)!r} must take (event, next) or (event)"
+            )
+        prefix = prefix.rstrip("/")
+        if prefix and not prefix.startswith("/"):
+            raise ValueError(f"middleware prefix must start with '/', got {prefix!r}")
+        return cls(fn, prefix, kind, inspect.iscoroutinefunction(fn))
+
+    def applies(self, route_path: str) -> bool:
+        prefix = self.prefix
+        return (
+            not prefix
+            or route_path == prefix
+            or (route_path.startswith(prefix) and route_path[len(prefix)] == "/")
+        )
+
+
+def prefix_relation(prefix: str, pattern: str | None) -> bool | None:
+    """Whether a prefix scope applies to *every* path a route pattern matches.
+
+    True: always; False: never; None: depends on the request path. ``pattern``
+    None stands for "no route" (404/405 chains): always undecided.
+    """
+    if not prefix:
+        return True
+    if pattern is None:
+        return None
+    want = prefix.strip("/").split("/")
+    have = pattern.strip("/").split("/") if pattern.strip("/") else []
+    for k, segment in enumerate(want):
+        if k >= len(have):
+            return False
+        seg = have[k]
+        if seg.startswith(":") or seg.startswith("*"):
+            return None
+        if seg != segment:
+            return False
+    return True
+
+
+async def _await_value(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+class NextCalledTwice(RuntimeError):
+    def __init__(self) -> None:
+        super().__init__("next() was called more than once in one middleware")
+
+
+class MiddlewareExecution(Protocol):
+    name: ClassVar[str]
+
+    def compile(
+        self, layers: Sequence[Layer], endpoint: Endpoint, endpoint_is_async: bool, pattern: str | None
+    ) -> Chain:
+        """The callable that runs ``layers`` then ``endpoint`` for one route."""
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+@MIDDLEWARE_EXECUTIONS.register("legacy")
+class LegacyExecution:
+    """Koa-compose: a closure per layer per request, scopes tested per request."""
+
+    name: ClassVar[str] = "legacy"
+
+    def __init__(self) -> None:
+        self.compilations = 0
+        self.chains_built = 0
+
+    def compile(
+        self, layers: Sequence[Layer], endpoint: Endpoint, endpoint_is_async: bool, pattern: str | None
+    ) -> Chain:
+        self.compilations += 1
+        layers = tuple(layers)
+        execution = self
+
+        async def run(event: Any) -> Any:
+            execution.chains_built += 1
+            active = [layer for layer in layers if layer.applies(event.route_path)]
+            called = -1
+
+            async def dispatch(i: int) -> Any:
+                nonlocal called
+                if i <= called:
+                    raise NextCalledTwice()
+                called = i
+                if i == len(active):
+                    return await _await_value(endpoint(event))
+                layer = active[i]
+                if layer.kind == ONION:
+                    return await _await_value(layer.fn(event, lambda: dispatch(i + 1)))
+                result = await _await_value(layer.fn(event))
+                if result is not None:
+                    return result
+                return await dispatch(i + 1)
+
+            return await dispatch(0)
+
+        return run
+
+    def stats(self) -> dict[str, Any]:
+        return {"execution": self.name, "compilations": self.compilations, "chains_built": self.chains_built}
+
+
+class _Step:
+    __slots__ = ("fn", "kind", "prefix")
+
+    def __init__(self, fn: Callable[..., Any], kind: str, prefix: str) -> None:
+        self.fn = fn
+        self.kind = kind
+        self.prefix = prefix  # "" when decided at compile time
+
+
+class FastChain:
+    """A route's compiled middleware steps; ``next`` is a cursor on the event."""
+
+    __slots__ = ("endpoint", "endpoint_is_async", "n", "steps")
+
+    def __init__(self, steps: tuple[_Step, ...], endpoint: Endpoint, endpoint_is_async: bool) -> None:
+        self.steps = steps
+        self.n = len(steps)
+        self.endpoint = endpoint
+        self.endpoint_is_async = endpoint_is_async
+
+    def __call__(self, event: Any) -> Any:
+        event.mw_chain = self
+        event.mw_index = 0
+        return self.step(event)
+
+    def step(self, event: Any) -> Any:
+        """Run from the cursor until an onion layer takes over or the endpoint.
+
+        Returns an awaitable whenever it was entered through ``next()`` (the
+        caller awaits it); from ``__call__`` it may return a plain value.
+        """
+        steps = self.steps
+        n = self.n
+        i = event.mw_index
+        while i < n:
+            step = steps[i]
+            i += 1
+            event.mw_index = i
+            prefix = step.prefix
+            if prefix and not (
+                event.route_path == prefix
+                or (event.route_path.startswith(prefix) and event.route_path[len(prefix)] == "/")
+            ):
+                continue
+            if step.kind == ONION:
+                return step.fn(event, event.next)
+            # A synchronous "before" layer (async ones are compiled as onions).
+            result = step.fn(event)
+            if result is not None:
+                event.mw_index = n + 1
+                return result
+        if i > n:
+            raise NextCalledTwice()
+        event.mw_index = n + 1
+        return self.endpoint(event)
+
+
+def _before_as_onion(fn: Callable[..., Any]) -> Callable[..., Any]:
+    async def layer(event: Any, next: Callable[[], Any]) -> Any:
+        result = await fn(event)
+        if result is not None:
+            return result
+        return await next()
+
+    layer.__name__ = getattr(fn, "__name__", "before")
+    return layer
+
+
+@MIDDLEWARE_EXECUTIONS.register("fast")
+class FastExecution:
+    """Chains compiled once per route; no per-request closures."""
+
+    name: ClassVar[str] = "fast"
+
+    def __init__(self) -> None:
+        self.compilations = 0
+        self.resolved_at_compile_time = 0
+
+    def compile(
+        self, layers: Sequence[Layer], endpoint: Endpoint, endpoint_is_async: bool, pattern: str | None
+    ) -> Chain:
+        self.compilations += 1
+        steps: list[_Step] = []
+        for layer in layers:
+            relation = prefix_relation(layer.prefix, pattern)
+            if relation is False:
+                self.resolved_at_compile_time += 1
+                continue
+            if relation is True and layer.prefix:
+                self.resolved_at_compile_time += 1
+            prefix = "" if relation else layer.prefix
+            if layer.kind == BEFORE and layer.is_async:
+                steps.append(_Step(_before_as_onion(layer.fn), ONION, prefix))
+            else:
+                steps.append(_Step(layer.fn, layer.kind, prefix))
+        if not steps:
+            # PERF: nothing to run around the handler: the chain is the handler.
+            return endpoint
+        if not endpoint_is_async and any(s.kind == ONION for s in steps):
+            # An onion layer awaits next(): the endpoint must give an awaitable.
+            sync_endpoint = endpoint
+
+            async def endpoint_awaitable(event: Any) -> Any:
+                result = sync_endpoint(event)
+                if type(result) is CoroutineType:
+                    result = await result
+                return result
+
+            endpoint = endpoint_awaitable
+        return FastChain(tuple(steps), endpoint, endpoint_is_async)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "execution": self.name,
+            "compilations": self.compilations,
+            "scopes_resolved_at_compile_time": self.resolved_at_compile_time,
+        }
+
+
+def make_execution(name: str) -> MiddlewareExecution:
+    return MIDDLEWARE_EXECUTIONS.get(name)()
+

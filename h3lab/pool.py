@@ -1,0 +1,193 @@
+"""Event pool policies: where a request's ``H3Event`` comes from.
+
+Theory of operation
+-------------------
+``none`` creates a fresh event per request and lets the garbage collector
+reclaim it. ``bounded`` keeps released events on a LIFO free list (LIFO: the
+most recently used event is the one most likely still in CPU cache), at most
+``pool.size`` of them, and pre-creates ``pool.warmup`` events when the app
+starts. Events are reset *on release* (eager reset): a pooled event holds no
+reference to the last request's data, so idle events pin no request bodies in
+memory and nothing can leak into the next request even if acquire were
+skipped by a bug.
+
+A pool sized for a traffic burst would keep that memory forever, so every
+``pool.trim_interval`` seconds the free list is trimmed to the high-water mark
+of events *in use* since the last trim: the pool follows real concurrency
+instead of its historical peak.
+
+The pool belongs to one app instance, never to the module: two apps (or two
+tests) never share events.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from h3lab.event import H3Event
+from h3lab.registry import Registry
+
+EventFactory = Callable[[], H3Event]
+
+
+@runtime_checkable
+class EventPool(Protocol):
+    name: ClassVar[str]
+
+    def acquire(self) -> H3Event: ...
+
+    def release(self, event: H3Event) -> None: ...
+
+    def trim(self) -> int:
+        """Drop idle events above the recent high-water mark; returns how many."""
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+POOLS: Registry[type[EventPool]] = Registry("pool.policy")
+
+
+@POOLS.register("none")
+class NoEventPool:
+    """A new event per request: the baseline every pool is measured against."""
+
+    name: ClassVar[str] = "none"
+    __slots__ = ("_factory", "created", "in_use", "released")
+
+    def __init__(
+        self, factory: EventFactory, size: int = 0, warmup: int = 0, trim_interval: float = 0.0
+    ) -> None:
+        self._factory = factory
+        self.created = 0
+        self.released = 0
+        self.in_use = 0
+
+    def acquire(self) -> H3Event:
+        self.created += 1
+        self.in_use += 1
+        return self._factory()
+
+    def release(self, event: H3Event) -> None:
+        # Reset anyway: a handler that kept a reference to the event (a task it
+        # started) must not keep the request's body and headers alive.
+        event.reset()
+        self.released += 1
+        self.in_use -= 1
+
+    def trim(self) -> int:
+        return 0
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "policy": self.name,
+            "created": self.created,
+            "reused": 0,
+            "acquired": self.created,
+            "reuse_ratio": 0.0,
+            "pool_size": 0,
+            "in_use": self.in_use,
+            "high_water": 0,
+            "capacity": 0,
+            "trimmed": 0,
+        }
+
+
+@POOLS.register("bounded")
+class BoundedEventPool:
+    """A LIFO free list of at most ``size`` idle events, warmed up and trimmed."""
+
+    name: ClassVar[str] = "bounded"
+    __slots__ = (
+        "_factory",
+        "_free",
+        "_last_trim",
+        "acquired",
+        "capacity",
+        "created",
+        "dropped",
+        "high_water",
+        "in_use",
+        "reused",
+        "trim_interval",
+        "trimmed",
+        "window_high",
+    )
+
+    def __init__(
+        self, factory: EventFactory, size: int = 256, warmup: int = 0, trim_interval: float = 30.0
+    ) -> None:
+        if size < 0 or warmup < 0 or warmup > size:
+            raise ValueError(f"pool.warmup must be in 0..pool.size ({size}), got {warmup}")
+        self._factory = factory
+        self.capacity = size
+        self.trim_interval = trim_interval
+        self._free: list[H3Event] = [factory() for _ in range(warmup)]
+        self.created = warmup
+        self.reused = 0
+        self.acquired = 0
+        self.in_use = 0
+        self.high_water = 0
+        self.window_high = 0
+        self.dropped = 0
+        self.trimmed = 0
+        self._last_trim = time.monotonic()
+
+    def acquire(self) -> H3Event:
+        self.acquired += 1
+        in_use = self.in_use = self.in_use + 1
+        if in_use > self.window_high:
+            self.window_high = in_use
+            if in_use > self.high_water:
+                self.high_water = in_use
+        free = self._free
+        if free:
+            self.reused += 1
+            return free.pop()
+        self.created += 1
+        return self._factory()
+
+    def release(self, event: H3Event) -> None:
+        event.reset()
+        self.in_use -= 1
+        free = self._free
+        if len(free) < self.capacity:
+            free.append(event)
+        else:
+            self.dropped += 1
+
+    def trim(self) -> int:
+        """Keep at most the in-use high-water mark of the last window as idle events."""
+        keep = min(self.capacity, self.window_high)
+        excess = len(self._free) - keep
+        if excess > 0:
+            del self._free[keep:]
+            self.trimmed += excess
+        self.window_high = self.in_use
+        self._last_trim = time.monotonic()
+        return max(excess, 0)
+
+    def maybe_trim(self, now: float) -> None:
+        if self.trim_interval and now - self._last_trim >= self.trim_interval:
+            self.trim()
+
+    def stats(self) -> dict[str, Any]:
+        acquired = self.acquired
+        return {
+            "policy": self.name,
+            "created": self.created,
+            "reused": self.reused,
+            "acquired": acquired,
+            "reuse_ratio": self.reused / acquired if acquired else 0.0,
+            "pool_size": len(self._free),
+            "in_use": self.in_use,
+            "high_water": self.high_water,
+            "capacity": self.capacity,
+            "dropped": self.dropped,
+            "trimmed": self.trimmed,
+        }
+
+
+def make_pool(policy: str, factory: EventFactory, size: int, warmup: int, trim_interval: float) -> EventPool:
+    return POOLS.get(policy)(factory, size, warmup, trim_interval)

@@ -1,0 +1,268 @@
+"""The server: listener, connection registry, ticker, shutdown, workers.
+
+One ticker callback runs a few times a second. It refreshes the cached clock
+and the Date header, enforces every connection's deadlines (header, body,
+keep-alive idle), trims the event pool and tells the memory strategy how many
+requests were served. Per-request code only reads ``server.now``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from h3lab.server import http11
+from h3lab.server.protocol import ACTIVE, HttpProtocol
+
+if TYPE_CHECKING:
+    from h3lab.app import H3
+
+logger = logging.getLogger("h3lab.server")
+
+
+class Server:
+    """Serves one app on one listening socket, in the running event loop.
+
+    ``async with Server(app, port=0) as server: ...`` starts it on an
+    ephemeral port (``server.port``) and shuts it down gracefully on exit.
+    """
+
+    def __init__(
+        self,
+        app: H3,
+        host: str = "127.0.0.1",
+        port: int = 3000,
+        *,
+        sock: socket.socket | None = None,
+        reuse_port: bool = False,
+    ) -> None:
+        self.app = app
+        self.config = app.config
+        self.host = host
+        self.port = port
+        self.sock = sock
+        self.reuse_port = reuse_port
+        app.server = self
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self.connections: set[HttpProtocol] = set()
+        self.requests = 0
+        self.accepted = 0
+        self.refused = 0
+        self.protocol_errors = 0
+        self.now = time.monotonic()
+        self.started_at = 0.0
+        self.server_bytes = http11.server_header(self.config.server.server_header)
+        self.date_bytes = http11.date_header()
+        self._date_second = int(time.time())
+        self.prefix_text = http11.fast_prefix(self.server_bytes, b"text/plain; charset=utf-8")
+        self.prefix_json = http11.fast_prefix(self.server_bytes, b"application/json")
+        self.prefix_bytes = http11.fast_prefix(self.server_bytes, b"application/octet-stream")
+        self.access_log = self.config.server.access_log
+        self._listener: asyncio.base_events.Server | None = None
+        self._ticker: asyncio.TimerHandle | None = None
+        self._requests_at_last_tick = 0
+        limits = self.config.limits
+        shortest = min(limits.header_timeout, limits.body_timeout, limits.keepalive_timeout)
+        self.tick_interval = min(0.5, max(0.02, shortest / 4))
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.app.memory.install()
+        self.app.prepare()
+        self.now = time.monotonic()
+        self.started_at = self.now
+        kwargs: dict[str, Any] = {"backlog": self.config.server.backlog}
+        if self.sock is not None:
+            kwargs["sock"] = self.sock
+        else:
+            kwargs.update(host=self.host, port=self.port, reuse_port=self.reuse_port or None)
+        self._listener = await self.loop.create_server(lambda: HttpProtocol(self), **kwargs)
+        self.port = self._listener.sockets[0].getsockname()[1]
+        self._ticker = self.loop.call_later(self.tick_interval, self._tick)
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _tick(self) -> None:
+        now = self.now = time.monotonic()
+        second = int(time.time())
+        if second != self._date_second:
+            self._date_second = second
+            self.date_bytes = http11.date_header()
+        for conn in list(self.connections):
+            conn.check_deadlines(now)
+        maybe_trim = getattr(self.app.pool, "maybe_trim", None)
+        if maybe_trim is not None:
+            maybe_trim(now)
+        served = self.requests - self._requests_at_last_tick
+        if served:
+            self._requests_at_last_tick = self.requests
+            self.app.memory.on_requests(served)
+        self._ticker = self.loop.call_later(self.tick_interval, self._tick)
+
+    async def shutdown(self, grace: float | None = None) -> None:
+        """Stop accepting, close idle connections, let in-flight requests finish."""
+        grace = self.config.limits.shutdown_grace if grace is None else grace
+        if self._listener is not None:
+            self._listener.close()
+        for conn in list(self.connections):
+            if conn.state != ACTIVE:
+                conn.close()
+            else:
+                conn.keep_alive_next = False  # finish this request, then close
+        deadline = time.monotonic() + grace
+        while any(c.state == ACTIVE for c in self.connections) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for conn in list(self.connections):
+            conn.close()
+        if self._listener is not None:
+            # Not wait_closed(): on Python 3.12+ it waits for every connection,
+            # which the grace period above has already bounded.
+            self._listener = None
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+        await asyncio.sleep(0)
+        self.app.memory.close()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "connections": len(self.connections),
+            "accepted": self.accepted,
+            "refused": self.refused,
+            "requests": self.requests,
+            "protocol_errors": self.protocol_errors,
+            "uptime_s": time.monotonic() - self.started_at if self.started_at else 0.0,
+            "pid": os.getpid(),
+        }
+
+
+# -- running -----------------------------------------------------------------
+
+
+def _loop_factory(loop: str) -> Any:
+    if loop not in ("auto", "asyncio", "uvloop"):
+        raise ValueError(f"loop must be one of ['auto', 'asyncio', 'uvloop'], got {loop!r}")
+    if loop == "asyncio":
+        return asyncio.new_event_loop
+    try:
+        import uvloop
+    except ImportError:
+        if loop == "uvloop":
+            raise
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
+
+
+def loop_name(loop: str) -> str:
+    factory = _loop_factory(loop)
+    return "uvloop" if factory is not asyncio.new_event_loop else "asyncio"
+
+
+async def _serve_until_signal(server: Server, announce: bool, ready: Any = None) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    if announce:
+        print(
+            f"h3lab serving on {server.url} (preset={server.config.preset_name}, "
+            f"loop={type(loop).__module__.split('.')[0]}, pid={os.getpid()})",
+            flush=True,
+        )
+    if ready is not None:
+        ready.set()
+    await stop.wait()
+    await server.shutdown()
+
+
+def serve(
+    app: H3,
+    host: str = "127.0.0.1",
+    port: int = 3000,
+    *,
+    loop: str = "auto",
+    workers: int = 1,
+    announce: bool = True,
+) -> None:
+    """Serve ``app`` until SIGINT/SIGTERM, then shut down gracefully (exit 0).
+
+    ``workers > 1`` forks that many processes that each bind the same port
+    with SO_REUSEPORT; the kernel spreads connections across them.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    factory = _loop_factory(loop)
+    if workers == 1:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(_serve_until_signal(Server(app, host, port), announce))
+        return
+    _serve_workers(app, host, port, loop, workers, announce)
+
+
+def _worker_main(app: H3, host: str, port: int, loop: str, ready: Any) -> None:
+    with asyncio.Runner(loop_factory=_loop_factory(loop)) as runner:
+        runner.run(_serve_until_signal(Server(app, host, port, reuse_port=True), False, ready))
+
+
+def _serve_workers(app: H3, host: str, port: int, loop: str, workers: int, announce: bool) -> None:
+    # Reserve the port first (port 0 = pick one) so every worker binds the same one.
+    reserve = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    reserve.bind((host, port))
+    port = reserve.getsockname()[1]
+    ctx = multiprocessing.get_context("fork")
+    procs = []
+    readies = []
+    for _ in range(workers):
+        ready = ctx.Event()
+        proc = ctx.Process(target=_worker_main, args=(app, host, port, loop, ready), daemon=True)
+        proc.start()
+        procs.append(proc)
+        readies.append(ready)
+    for ready in readies:
+        ready.wait(30)
+    reserve.close()
+    if announce:
+        print(
+            f"h3lab serving on http://{host}:{port} (preset={app.config.preset_name}, "
+            f"loop={loop_name(loop)}, workers={workers}, pid={os.getpid()})",
+            flush=True,
+        )
+    stopping = False
+
+    def forward(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for proc in procs:
+            if proc.is_alive() and proc.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    for proc in procs:
+        proc.join()
+    codes = [proc.exitcode for proc in procs]
+    if not stopping or any(code not in (0, None) for code in codes):
+        logger.error("workers exited with codes %s", codes)
+        sys.exit(1)

@@ -1,0 +1,107 @@
+"""HTTP/1.1 response serialization, with no I/O (h11's split of concerns).
+
+Everything constant is encoded once at import: status lines for every code,
+the header prefixes of the fast paths. What changes per request is only the
+content length, the connection header and the Date line (refreshed once a
+second by the server, not formatted per request).
+"""
+
+from __future__ import annotations
+
+from email.utils import formatdate
+from http import HTTPStatus
+
+from h3lab.response import Response
+
+STATUS_LINES: dict[int, bytes] = {
+    int(status): b"HTTP/1.1 %d %s\r\n" % (status, status.phrase.encode()) for status in HTTPStatus
+}
+
+NO_BODY_STATUSES = frozenset({204, 304}) | frozenset(range(100, 200))
+
+CONNECTION_CLOSE = b"connection: close\r\n"
+CONNECTION_KEEP_ALIVE = b"connection: keep-alive\r\n"
+CHUNKED = b"transfer-encoding: chunked\r\n"
+CHUNKED_END = b"0\r\n\r\n"
+
+_FORBIDDEN_IN_HEADERS = ("\r", "\n", "\0")
+
+
+def status_line(status: int) -> bytes:
+    line = STATUS_LINES.get(status)
+    if line is None:
+        line = STATUS_LINES[status] = b"HTTP/1.1 %d Unknown\r\n" % status
+    return line
+
+
+def date_header() -> bytes:
+    return b"date: " + formatdate(usegmt=True).encode() + b"\r\n"
+
+
+def server_header(name: str) -> bytes:
+    return b"server: " + name.encode("latin-1") + b"\r\n" if name else b""
+
+
+def fast_prefix(server: bytes, content_type: bytes) -> bytes:
+    """``HTTP/1.1 200 OK`` + server + content-type + ``content-length: `` (to be completed)."""
+    return STATUS_LINES[200] + server + b"content-type: " + content_type + b"\r\ncontent-length: "
+
+
+class UnsafeHeader(ValueError):
+    """A handler produced a header that would split the response (CR/LF/NUL)."""
+
+
+def encode_headers(headers: list[tuple[str, str]]) -> bytes:
+    """Encode user headers; refuse CR, LF or NUL anywhere (response splitting)."""
+    parts = []
+    for name, value in headers:
+        for bad in _FORBIDDEN_IN_HEADERS:
+            if bad in name or bad in value:
+                raise UnsafeHeader(f"header {name!r} contains a control character")
+        if not name or ":" in name or " " in name:
+            raise UnsafeHeader(f"invalid header name {name!r}")
+        parts.append(b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1")))
+    return b"".join(parts)
+
+
+def response_head(
+    response: Response,
+    *,
+    server: bytes,
+    date: bytes,
+    keep_alive: bool,
+    http10: bool,
+    content_length: int | None,
+) -> bytes:
+    """Status line and header block of a response (``content_length`` None = chunked)."""
+    status = response.status
+    parts = [status_line(status), server, date, encode_headers(response.headers)]
+    if status not in NO_BODY_STATUSES:
+        if content_length is not None:
+            parts.append(b"content-length: %d\r\n" % content_length)
+        elif not http10:
+            parts.append(CHUNKED)
+    if not keep_alive:
+        parts.append(CONNECTION_CLOSE)
+    elif http10:
+        parts.append(CONNECTION_KEEP_ALIVE)
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def error_bytes(status: int, message: str, *, server: bytes = b"", date: bytes = b"") -> bytes:
+    """A complete ``connection: close`` JSON error response, for protocol errors."""
+    import json
+
+    body = json.dumps({"status": status, "message": message, "data": None}).encode()
+    return b"".join(
+        (
+            status_line(status),
+            server,
+            date,
+            b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body),
+            CONNECTION_CLOSE,
+            b"\r\n",
+            body,
+        )
+    )

@@ -1,0 +1,212 @@
+"""CORS (Fetch standard §3.2) as middleware: ``app.use(cors(origin=[...]))``.
+
+* A *preflight* (``OPTIONS`` carrying ``Origin`` and
+  ``Access-Control-Request-Method``) is answered right here with a 204 and
+  never reaches the route; a disallowed origin gets the same 204 without any
+  ``Access-Control-Allow-*`` header, which is all a browser needs to block
+  the real request.
+* Any other request from an allowed origin gets ``Access-Control-Allow-Origin``
+  (plus credentials / expose headers) and continues down the chain; a
+  disallowed origin continues without CORS headers, so the browser hides the
+  response from the calling page.
+* ``Vary: Origin`` is added whenever the answer depends on the request's
+  Origin (any policy but a plain ``"*"``) -- also on requests without an
+  Origin -- so a shared cache never serves one origin's answer to another.
+
+``credentials=True`` with ``origin="*"`` cannot send a literal ``*``
+(browsers refuse ``*`` with credentials), so the request's Origin is echoed
+instead: **this lets every site make credentialed requests**; list the
+origins when cookies or auth are involved. The opaque origin ``"null"``
+(sandboxed iframes, ``file:`` pages) is never echoed in that mode.
+``"*"`` for methods/headers is likewise literal only without credentials;
+with credentials the requested method/headers are echoed. Requested headers
+are always echoed for ``allow_headers="*"`` because the wildcard does not
+cover ``Authorization``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from h3lab.response import Response
+
+if TYPE_CHECKING:
+    from h3lab.event import H3Event
+
+__all__ = ["CorsOptions", "append_cors_headers", "cors", "is_preflight"]
+
+OriginPolicy = str | Sequence[str | re.Pattern[str]] | Callable[[str], bool]
+Next = Callable[[], Awaitable[Any]]
+Middleware = Callable[["H3Event", Next], Awaitable[Any]]
+
+
+def _header_list(value: str | Sequence[str] | None, what: str) -> str | None:
+    """A configured list as one header value, refusing CR/LF (configuration is
+    often read from env vars; a stray newline must not become a header)."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else list(value)
+    for item in items:
+        if not isinstance(item, str) or any(c in item for c in "\r\n\0"):
+            raise ValueError(f"cors {what}: invalid entry {item!r}")
+    return ", ".join(items)
+
+
+@dataclass(frozen=True, slots=True)
+class CorsOptions:
+    """Validated CORS policy; build it with ``CorsOptions.build(...)`` or ``cors(...)``."""
+
+    origin: OriginPolicy = "*"
+    methods: str | None = "*"
+    allow_headers: str | None = "*"
+    expose_headers: str | None = None
+    credentials: bool = False
+    max_age: int | None = None
+
+    @classmethod
+    def build(
+        cls,
+        origin: OriginPolicy = "*",
+        methods: str | Sequence[str] = "*",
+        allow_headers: str | Sequence[str] = "*",
+        expose_headers: str | Sequence[str] | None = None,
+        credentials: bool = False,
+        max_age: int | None = None,
+    ) -> CorsOptions:
+        if not (isinstance(origin, str) or callable(origin) or isinstance(origin, Sequence)):
+            raise TypeError(f"cors origin must be '*', a list or a callable, got {origin!r}")
+        if isinstance(origin, str):
+            origin = origin if origin == "*" else (origin,)
+        elif not callable(origin):
+            origin = tuple(origin)  # a private copy: later edits to the list don't leak in
+        if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int)):
+            raise TypeError(f"cors max_age must be an int, got {max_age!r}")
+        method_list = [methods] if isinstance(methods, str) else [m.upper() for m in methods]
+        return cls(
+            origin=origin,
+            methods=_header_list(method_list, "methods"),
+            allow_headers=_header_list(allow_headers, "allow_headers"),
+            expose_headers=_header_list(expose_headers, "expose_headers"),
+            credentials=bool(credentials),
+            max_age=max_age,
+        )
+
+    @property
+    def varies(self) -> bool:
+        """Does the Allow-Origin answer depend on the request's Origin?"""
+        return self.origin != "*" or self.credentials
+
+    def allowed_origin(self, origin: str | None) -> str | None:
+        """The Access-Control-Allow-Origin value for this request, or None."""
+        if not origin:
+            return None
+        policy = self.origin
+        if policy == "*":
+            if not self.credentials:
+                return "*"
+            return None if origin == "null" else origin
+        if callable(policy):
+            return origin if policy(origin) else None
+        for allowed in policy:
+            if isinstance(allowed, re.Pattern):
+                if allowed.fullmatch(origin):
+                    return origin
+            elif allowed == origin:
+                return origin
+        return None
+
+
+def cors(
+    origin: OriginPolicy = "*",
+    methods: str | Sequence[str] = "*",
+    allow_headers: str | Sequence[str] = "*",
+    expose_headers: str | Sequence[str] | None = None,
+    credentials: bool = False,
+    max_age: int | None = None,
+) -> Middleware:
+    """CORS middleware; ``origin`` is ``"*"``, a list of origins (str or compiled
+    regex, matched whole) or ``callable(origin) -> bool``."""
+    options = CorsOptions.build(
+        origin, methods, allow_headers, expose_headers, credentials, max_age
+    )
+
+    async def cors_middleware(event: H3Event, next: Next) -> Any:
+        if is_preflight(event):
+            return preflight_response(event, options)
+        append_cors_headers(event, options)
+        return await next()
+
+    return cors_middleware
+
+
+def is_preflight(event: H3Event) -> bool:
+    headers = event.headers
+    return (
+        event.method == "OPTIONS"
+        and "origin" in headers
+        and "access-control-request-method" in headers
+    )
+
+
+def append_cors_headers(event: H3Event, options: CorsOptions) -> None:
+    """Headers for an actual (non-preflight) request, set on ``event``."""
+    if options.varies:
+        _add_vary(event)
+    allow = options.allowed_origin(event.headers.get("origin"))
+    if allow is None:
+        return
+    event.set_header("access-control-allow-origin", allow)
+    if options.credentials:
+        event.set_header("access-control-allow-credentials", "true")
+    if options.expose_headers:
+        event.set_header("access-control-expose-headers", options.expose_headers)
+
+
+def preflight_response(event: H3Event, options: CorsOptions) -> Response:
+    """The 204 answering a preflight (without Allow-* when the origin is refused)."""
+    headers: list[tuple[str, str]] = []
+    if options.varies:
+        headers.append(("vary", "Origin"))
+    allow = options.allowed_origin(event.headers.get("origin"))
+    if allow is not None:
+        headers.append(("access-control-allow-origin", allow))
+        if options.credentials:
+            headers.append(("access-control-allow-credentials", "true"))
+        methods = _allow_methods(event, options)
+        if methods:
+            headers.append(("access-control-allow-methods", methods))
+        allow_headers = _allow_headers(event, options)
+        if allow_headers:
+            headers.append(("access-control-allow-headers", allow_headers))
+        if options.max_age is not None:
+            headers.append(("access-control-max-age", str(options.max_age)))
+    return Response(None, 204, headers)
+
+
+def _allow_methods(event: H3Event, options: CorsOptions) -> str | None:
+    if options.methods == "*" and options.credentials:
+        return event.headers.get("access-control-request-method")
+    return options.methods
+
+
+def _allow_headers(event: H3Event, options: CorsOptions) -> str | None:
+    if options.allow_headers == "*":
+        requested = event.headers.get("access-control-request-headers")
+        if requested:
+            return requested
+        return None if options.credentials else "*"
+    return options.allow_headers
+
+
+def _add_vary(event: H3Event) -> None:
+    # Append rather than set: another middleware may already vary on e.g.
+    # Accept-Encoding, and that must survive.
+    for name, value in event.response_headers:
+        if name.lower() == "vary" and any(
+            token.strip().lower() in ("origin", "*") for token in value.split(",")
+        ):
+            return
+    event.append_header("vary", "Origin")
