@@ -20,4 +20,14 @@ def asgi(app: H3):  # type: ignore[no-untyped-def]
     return app.asgi
 
 
-__all__ = ["H3", "Config", "H3Event", "HTTPError", "Response", "Server", "__version__", "asgi", "serve"]
+__all__ = [
+    "H3",
+    "Config",
+    "H3Event",
+    "HTTPError",
+    "Response",
+    "Server",
+    "__version__",
+    "asgi",
+    "serve",
+]

@@ -268,9 +268,7 @@ class H3:
             error = exc
         else:
             self.errors_unhandled += 1
-            error_logger.error(
-                "unhandled error in %s %s", event.method, event.path, exc_info=exc
-            )
+            error_logger.error("unhandled error in %s %s", event.method, event.path, exc_info=exc)
             error = HTTPError(500, "Internal Server Error", unhandled=True)
         if self.on_error_hook is not None:
             try:

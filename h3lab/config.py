@@ -102,9 +102,7 @@ class PoolConfig:
         _check_int("pool.warmup", self.warmup, 0, 1_000_000)
         _check_float("pool.trim_interval", self.trim_interval, 0.0)
         if self.warmup > self.size:
-            raise ValueError(
-                f"pool.warmup must be <= pool.size ({self.size}), got {self.warmup}"
-            )
+            raise ValueError(f"pool.warmup must be <= pool.size ({self.size}), got {self.warmup}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +201,9 @@ class ServerConfig:
             raise ValueError(f"server.access_log must be true or false, got {self.access_log!r}")
         _check_int("server.backlog", self.backlog, 1)
         if not isinstance(self.server_header, str) or any(c in self.server_header for c in "\r\n"):
-            raise ValueError(f"server.server_header must be a one-line string, got {self.server_header!r}")
+            raise ValueError(
+                f"server.server_header must be a one-line string, got {self.server_header!r}"
+            )
 
 
 _SECTIONS: dict[str, type] = {

@@ -137,8 +137,10 @@ class H3Event:
             from h3lab.utils.cookies import parse_cookie_header
 
             cookies = self._cookies = {}
+            # The first occurrence of a name wins, across Cookie headers as within one.
             for header in self.headers.getall("cookie"):
-                cookies.update(parse_cookie_header(header))
+                for name, value in parse_cookie_header(header).items():
+                    cookies.setdefault(name, value)
         return cookies
 
     async def body(self) -> bytes:

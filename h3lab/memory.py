@@ -242,5 +242,7 @@ class PerformanceMemory(MemoryStrategy):
     freeze_after_warmup = True
 
 
-def make_memory(strategy: str, gc_threshold0: int, arena_buffers: int, warmup_requests: int) -> MemoryStrategy:
+def make_memory(
+    strategy: str, gc_threshold0: int, arena_buffers: int, warmup_requests: int
+) -> MemoryStrategy:
     return MEMORY_STRATEGIES.get(strategy)(gc_threshold0, arena_buffers, warmup_requests)

@@ -33,9 +33,9 @@ finished, ``legacy`` always.
 from __future__ import annotations
 
 import inspect
-from types import CoroutineType
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import CoroutineType
 from typing import Any, ClassVar, Protocol
 
 from h3lab.registry import Registry
@@ -66,8 +66,7 @@ class Layer:
             params = [
                 p
                 for p in inspect.signature(fn).parameters.values()
-                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-                and p.default is p.empty
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
             ]
         except (TypeError, ValueError):
             params = []
@@ -131,7 +130,11 @@ class MiddlewareExecution(Protocol):
     name: ClassVar[str]
 
     def compile(
-        self, layers: Sequence[Layer], endpoint: Endpoint, endpoint_is_async: bool, pattern: str | None
+        self,
+        layers: Sequence[Layer],
+        endpoint: Endpoint,
+        endpoint_is_async: bool,
+        pattern: str | None,
     ) -> Chain:
         """The callable that runs ``layers`` then ``endpoint`` for one route."""
 
@@ -149,7 +152,11 @@ class LegacyExecution:
         self.chains_built = 0
 
     def compile(
-        self, layers: Sequence[Layer], endpoint: Endpoint, endpoint_is_async: bool, pattern: str | None
+        self,
+        layers: Sequence[Layer],
+        endpoint: Endpoint,
+        endpoint_is_async: bool,
+        pattern: str | None,
     ) -> Chain:
         self.compilations += 1
         layers = tuple(layers)
@@ -180,7 +187,11 @@ class LegacyExecution:
         return run
 
     def stats(self) -> dict[str, Any]:
-        return {"execution": self.name, "compilations": self.compilations, "chains_built": self.chains_built}
+        return {
+            "execution": self.name,
+            "compilations": self.compilations,
+            "chains_built": self.chains_built,
+        }
 
 
 class _Step:
@@ -197,7 +208,9 @@ class FastChain:
 
     __slots__ = ("endpoint", "endpoint_is_async", "n", "steps")
 
-    def __init__(self, steps: tuple[_Step, ...], endpoint: Endpoint, endpoint_is_async: bool) -> None:
+    def __init__(
+        self, steps: tuple[_Step, ...], endpoint: Endpoint, endpoint_is_async: bool
+    ) -> None:
         self.steps = steps
         self.n = len(steps)
         self.endpoint = endpoint
@@ -262,7 +275,11 @@ class FastExecution:
         self.resolved_at_compile_time = 0
 
     def compile(
-        self, layers: Sequence[Layer], endpoint: Endpoint, endpoint_is_async: bool, pattern: str | None
+        self,
+        layers: Sequence[Layer],
+        endpoint: Endpoint,
+        endpoint_is_async: bool,
+        pattern: str | None,
     ) -> Chain:
         self.compilations += 1
         steps: list[_Step] = []
@@ -304,4 +321,3 @@ class FastExecution:
 
 def make_execution(name: str) -> MiddlewareExecution:
     return MIDDLEWARE_EXECUTIONS.get(name)()
-

@@ -189,5 +189,7 @@ class BoundedEventPool:
         }
 
 
-def make_pool(policy: str, factory: EventFactory, size: int, warmup: int, trim_interval: float) -> EventPool:
+def make_pool(
+    policy: str, factory: EventFactory, size: int, warmup: int, trim_interval: float
+) -> EventPool:
     return POOLS.get(policy)(factory, size, warmup, trim_interval)

@@ -38,9 +38,7 @@ class Registry(Generic[T]):
         try:
             return self._table[name]
         except KeyError:
-            raise ValueError(
-                f"{self.family} must be one of {self.names()}, got {name!r}"
-            ) from None
+            raise ValueError(f"{self.family} must be one of {self.names()}, got {name!r}") from None
 
     def names(self) -> tuple[str, ...]:
         return tuple(self._table)

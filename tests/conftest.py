@@ -9,6 +9,7 @@ fails if a strategy is registered that this fixture would not run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -115,15 +116,13 @@ async def raw_exchange(
                 if not chunk:
                     break
                 data += chunk
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         return data
     finally:
         writer.close()
-        try:
+        with contextlib.suppress(ConnectionError, OSError):
             await writer.wait_closed()
-        except (ConnectionError, OSError):
-            pass
 
 
 def free_port() -> int:

@@ -24,6 +24,7 @@ from h3lab.cache import (
     RouteCache,
     WTinyLFURouteCache,
 )
+from h3lab.cache.sketch import FrequencySketch
 
 POLICY_NAMES: tuple[str, ...] = CACHES.names()
 EXPECTED_POLICIES = {
@@ -405,17 +406,39 @@ def test_wtinylfu_keeps_a_frequent_key_through_a_scan_of_ten_times_capacity() ->
     assert hot not in lru  # the same traffic does flush LRU: the scan is long enough
 
 
+def test_wtinylfu_admits_a_candidate_only_if_it_beats_probations_lru() -> None:
+    cache = WTinyLFURouteCache(100)  # window 1, main 99
+    residents = [key(i, "resident") for i in range(100)]
+    request_all(cache, residents[:98])  # seen once each
+    for _ in range(5):
+        cache.get(residents[98])  # will be probation's most recent, and frequent
+    request_all(cache, residents[98:])  # main is now full; residents[99] in the window
+    for _ in range(3):
+        cache.get(KEY_A)
+    cache.put(KEY_A, "a")  # pushes residents[99] (seen once) against resident 0 (once): a tie
+    assert residents[99] not in cache and residents[0] in cache
+    assert cache.stats()["rejections"] == 1
+    cache.put(KEY_B, "b")  # pushes KEY_A (seen 3x) against resident 0 (once): admitted
+    assert KEY_A in cache and residents[0] not in cache and residents[98] in cache
+    assert cache.stats()["rejections"] == 1
+    assert cache.stats()["evictions"] == 2
+
+
 def test_wtinylfu_segments_stay_within_their_shares() -> None:
     cache = WTinyLFURouteCache(200)
-    for _, k in hot_and_scan_traffic(seed=3, n=5_000):
+    # A loop over 300 keys promotes plenty into protected; then hot keys and a scan.
+    loop = [key(i, "loop") for i in range(300)] * 3
+    traffic = loop + [k for _, k in hot_and_scan_traffic(seed=3, n=5_000)]
+    largest_protected = 0
+    for k in traffic:
         request_all(cache, [k])
         stats = cache.stats()
         assert stats["window_size"] <= stats["window_capacity"] == 2
         assert stats["protected_size"] <= stats["protected_capacity"] == 158
-        assert stats["window_size"] + stats["probation_size"] + stats["protected_size"] == len(
-            cache
-        )
-    assert cache.stats()["protected_size"] > 0
+        segments = stats["window_size"] + stats["probation_size"] + stats["protected_size"]
+        assert segments == len(cache)
+        largest_protected = max(largest_protected, stats["protected_size"])
+    assert largest_protected == 158
 
 
 def test_wtinylfu_ages_its_sketch_and_adapts_when_the_hot_set_changes() -> None:
@@ -444,3 +467,40 @@ def test_wtinylfu_sketch_resets_every_ten_times_capacity_lookups() -> None:
     for i in range(250):
         cache.get(key(i % 7))
     assert cache.stats()["sketch_resets"] == 2
+
+
+# --- the frequency sketch behind W-TinyLFU ------------------------------------------
+
+
+def test_sketch_counts_after_the_doorkeeper_and_saturates() -> None:
+    sketch = FrequencySketch(64)
+    h = hash(("GET", "/counted"))
+    assert sketch.estimate(h) == 0
+    estimates = []
+    for _ in range(20):
+        sketch.increment(h)
+        estimates.append(sketch.estimate(h))
+    # 1st access: doorkeeper bit only; then the counters, capped at 15 (+1 for the bit).
+    assert estimates == [*range(1, 17), 16, 16, 16, 16]
+
+
+def test_sketch_aging_halves_counters_and_clears_the_doorkeeper() -> None:
+    sketch = FrequencySketch(8)  # ages every 80 increments
+    h = hash(("GET", "/aging"))
+    for _ in range(12):
+        sketch.increment(h)  # doorkeeper + 11 in the counters
+    others = [hash(key(i, "filler")) for i in range(80 - 12)]
+    for other in others:
+        sketch.increment(other)
+    assert sketch.resets == 1
+    # Counters 11 -> 5, doorkeeper bit gone (a stray collision could only add).
+    assert sketch.estimate(h) == 11 // 2
+
+
+def test_sketch_doorkeeper_keeps_one_time_keys_out_of_the_counters() -> None:
+    sketch = FrequencySketch(1024)  # ages every 10240 increments: not in this test
+    for i in range(5_000):
+        sketch.increment(hash(key(i, "once")))
+    unseen = [sketch.estimate(hash(key(i, "never"))) for i in range(1_000)]
+    # Without the doorkeeper ~25% of unseen keys would collide to >= 1; with it ~1%.
+    assert sum(estimate == 0 for estimate in unseen) >= 950

@@ -197,5 +197,5 @@ def test_event_cookie_round_trip() -> None:
         ("set-cookie", "old=; Max-Age=0; Path=/x"),
     ]
     request_event = H3Event()
-    request_event._raw_headers = [(b"Cookie", b"sid=s3cr3t; theme=\"dark\"")]
+    request_event._raw_headers = [(b"Cookie", b'sid=s3cr3t; theme="dark"')]
     assert request_event.cookies == {"sid": "s3cr3t", "theme": "dark"}

@@ -22,9 +22,7 @@ def make_event(method: str = "GET", **headers: str) -> H3Event:
 
 
 def preflight_event(origin: str = ORIGIN, **extra: str) -> H3Event:
-    return make_event(
-        "OPTIONS", Origin=origin, Access_Control_Request_Method="PUT", **extra
-    )
+    return make_event("OPTIONS", Origin=origin, Access_Control_Request_Method="PUT", **extra)
 
 
 class Downstream:

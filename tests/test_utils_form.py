@@ -146,7 +146,9 @@ def test_multipart_unicode_filenames_raw_utf8_and_rfc2231() -> None:
         b'Content-Disposition: form-data; name="f1"; filename="na\xc3\xafve \xe2\x82\xac.txt"\r\n'
         b"\r\nx\r\n"
         + part(
-            ["Content-Disposition: form-data; name=\"f2\"; filename*=UTF-8''%E6%97%A5%E6%9C%AC.txt"],
+            [
+                "Content-Disposition: form-data; name=\"f2\"; filename*=UTF-8''%E6%97%A5%E6%9C%AC.txt"
+            ],
             b"y",
         )
         + end()
@@ -168,7 +170,10 @@ def test_multipart_utf8_field_and_field_charset() -> None:
     body = (
         part(['Content-Disposition: form-data; name="u"'], "Grüße €".encode())
         + part(
-            ['Content-Disposition: form-data; name="l"', "Content-Type: text/plain; charset=latin-1"],
+            [
+                'Content-Disposition: form-data; name="l"',
+                "Content-Type: text/plain; charset=latin-1",
+            ],
             "Grüße".encode("latin-1"),
         )
         + end()
@@ -236,7 +241,10 @@ def test_multipart_nested_multipart_is_400() -> None:
     inner = part(['Content-Disposition: file; filename="a.txt"'], b"a", "inner") + end("inner")
     body = (
         part(
-            ['Content-Disposition: form-data; name="files"', "Content-Type: multipart/mixed; boundary=inner"],
+            [
+                'Content-Disposition: form-data; name="files"',
+                "Content-Type: multipart/mixed; boundary=inner",
+            ],
             inner,
         )
         + end()

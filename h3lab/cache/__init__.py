@@ -28,12 +28,8 @@ __all__ = [
 CACHES: Registry[type[RouteCache]] = Registry("cache.policy")
 
 # Registration order is the order studies and the tuner list the policies in.
-for _policy in (
-    NoRouteCache,
-    LRURouteCache,
-    LFURouteCache,
-    FIFORouteCache,
-    WTinyLFURouteCache,
-):
-    CACHES.register(_policy.name)(_policy)
-del _policy
+CACHES.register(NoRouteCache.name)(NoRouteCache)
+CACHES.register(LRURouteCache.name)(LRURouteCache)
+CACHES.register(LFURouteCache.name)(LFURouteCache)
+CACHES.register(FIFORouteCache.name)(FIFORouteCache)
+CACHES.register(WTinyLFURouteCache.name)(WTinyLFURouteCache)

@@ -90,10 +90,10 @@ class LFURouteCache:
                 self._min_freq = freq + 1
         freq += 1
         entry.freq = freq
-        bucket = buckets.get(freq)
-        if bucket is None:
-            bucket = buckets[freq] = OrderedDict()
-        bucket[key] = None
+        next_bucket = buckets.get(freq)
+        if next_bucket is None:
+            next_bucket = buckets[freq] = OrderedDict()
+        next_bucket[key] = None
 
     def _evict(self) -> None:
         """Drop the least recently used key of the lowest-count bucket."""

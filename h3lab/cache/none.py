@@ -33,8 +33,8 @@ def checked_capacity(capacity: object) -> int:
 def route_key_error(key: object) -> TypeError:
     """The error ``put`` raises for anything but a ``(str, str)`` tuple.
 
-    Callers test the key inline (``type(key) is tuple`` ...) because a function
-    call would double the cost of the check; only the failure path comes here.
+    Callers test the key inline (``type(key) is tuple`` ...): a helper call
+    would about double the check's cost on every put. Only failures come here.
     """
     return TypeError(
         "route cache keys must be a tuple of exactly two str (method, path) owned "

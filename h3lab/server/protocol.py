@@ -52,6 +52,12 @@ IDLE = 0  # keep-alive, waiting for the next request
 HEADERS = 1  # receiving a request line and headers
 BODY = 2  # receiving a body
 ACTIVE = 3  # a request is being handled or its response written
+LINGER = 4  # refused: answer sent, discarding input until the client closes
+
+# How long a refused connection keeps reading (and discarding) after its 4xx,
+# so the client reads the answer instead of a reset (a close with unread input
+# makes the kernel send RST, which can destroy the response in flight).
+LINGER_SECONDS = 2.0
 
 _SAFE_PATH = "/%:@!$&'()*+,;=-._~"
 
@@ -163,7 +169,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         # Half-close from the client: finish what is in flight, then close.
-        if self.running is None and not self.queue:
+        if self.state == LINGER or (self.running is None and not self.queue):
             return None  # returning falsy closes the transport
         self.keep_alive_next = False
         return True
@@ -171,8 +177,8 @@ class HttpProtocol(asyncio.Protocol):
     # -- parsing -------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        if self.closing:
-            return
+        if self.closing or self.state == LINGER:
+            return  # after a refusal nothing more is ever interpreted
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -220,17 +226,28 @@ class HttpProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.state = BODY
         self.since = self.server.now
-        length = self.parser.get_content_length() if hasattr(self.parser, "get_content_length") else None
-        if length is None:
-            for name, value in self._headers:
-                if len(name) == 14 and name.lower() == b"content-length":
-                    try:
-                        length = int(value)
-                    except ValueError:
-                        raise _Refuse(400, "Invalid Content-Length") from None
-                    break
-        if length is not None and length > self.limits.max_body_size:
+        # httptools exposes no Content-Length getter: one pass over the headers
+        # finds the two framing-relevant ones (the length is already validated
+        # by the parser; we only compare it with our limit).
+        length = -1
+        expect: bytes | None = None
+        for name, value in self._headers:
+            size = len(name)
+            if size == 14 and name.lower() == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    raise _Refuse(400, "Invalid Content-Length") from None
+            elif size == 6 and name.lower() == b"expect":
+                expect = value.strip().lower()
+        if length > self.limits.max_body_size:
+            # Refused from the header alone: no 100 Continue, the body is never read.
             raise _Refuse(413, "Request body too large")
+        if expect is not None:
+            if expect != b"100-continue":
+                raise _Refuse(417, "Unsupported Expect value")
+            if self.transport is not None and self.parser.get_http_version() == "1.1":
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         size = self._body_size = self._body_size + len(body)
@@ -307,9 +324,7 @@ class HttpProtocol(asyncio.Protocol):
             result = self.app.error_response(event, exc)
         self._respond(event, result, keep_alive)
 
-    async def _continue(
-        self, event: H3Event, coro: Any, yielded: Any, keep_alive: bool
-    ) -> None:
+    async def _continue(self, event: H3Event, coro: Any, yielded: Any, keep_alive: bool) -> None:
         """Drive a chain that suspended, the way a Task would have."""
         try:
             try:
@@ -337,7 +352,11 @@ class HttpProtocol(asyncio.Protocol):
             return
         server = self.server
         head_only = event.method == "HEAD"
-        if event._resp_headers is None and event.status == 200 and self.app.on_response_hook is None:
+        if (
+            event._resp_headers is None
+            and event.status == 200
+            and self.app.on_response_hook is None
+        ):
             # PERF: the common cases, pre-encoded: one join, one write.
             kind = type(result)
             prefix = None
@@ -361,7 +380,9 @@ class HttpProtocol(asyncio.Protocol):
                             prefix,
                             b"%d\r\n" % len(body),
                             server.date_bytes,
-                            b"" if keep_alive else http11.CONNECTION_CLOSE,
+                            (b"" if event.http_version != "1.0" else http11.CONNECTION_KEEP_ALIVE)
+                            if keep_alive
+                            else http11.CONNECTION_CLOSE,
                             b"\r\n",
                             b"" if head_only else body,
                         )
@@ -377,8 +398,9 @@ class HttpProtocol(asyncio.Protocol):
             self.running = self.loop.create_task(self._stream(event, response, keep_alive))
             return
         body = b"" if response.streaming else response.body
+        length = None if response.streaming else len(body)  # type: ignore[arg-type]
         try:
-            head = self._head(event, response, keep_alive, len(body))  # type: ignore[arg-type]
+            head = self._head(event, response, keep_alive, length, head_only)
         except http11.UnsafeHeader as exc:
             response = self.app.error_response(event, exc)
             body = response.body  # type: ignore[assignment]
@@ -389,7 +411,14 @@ class HttpProtocol(asyncio.Protocol):
             transport.write(head + body)  # type: ignore[operator]
         self._finish(event, keep_alive, response.status)
 
-    def _head(self, event: H3Event, response: Response, keep_alive: bool, length: int | None) -> bytes:
+    def _head(
+        self,
+        event: H3Event,
+        response: Response,
+        keep_alive: bool,
+        length: int | None,
+        head_only: bool = False,
+    ) -> bytes:
         return http11.response_head(
             response,
             server=self.server.server_bytes,
@@ -397,6 +426,7 @@ class HttpProtocol(asyncio.Protocol):
             keep_alive=keep_alive,
             http10=event.http_version == "1.0",
             content_length=length,
+            head_only=head_only,
         )
 
     async def _stream(self, event: H3Event, response: Response, keep_alive: bool) -> None:
@@ -462,7 +492,7 @@ class HttpProtocol(asyncio.Protocol):
         if server.access_log:
             _log_access(event, status)
         self._release(event)
-        if not keep_alive:
+        if not keep_alive or not self.keep_alive_next:
             self._close_when_done()
             return
         if self.running is None and not self.queue:
@@ -491,13 +521,28 @@ class HttpProtocol(asyncio.Protocol):
         """
         self.server.protocol_errors += 1
         transport = self.transport
-        if transport is not None and not self.closing and self.running is None:
-            transport.write(
-                http11.error_bytes(
-                    status, reason, server=self.server.server_bytes, date=self.server.date_bytes
-                )
+        self._drop_queue()
+        if transport is None or self.closing:
+            return
+        if self.running is not None:
+            # A response is being produced on this connection: its bytes and
+            # ours must not interleave. Drop the connection.
+            self.close()
+            return
+        transport.write(
+            http11.error_bytes(
+                status, reason, server=self.server.server_bytes, date=self.server.date_bytes
             )
-        self._close_when_done()
+        )
+        self.keep_alive_next = False
+        if transport.can_write_eof():
+            transport.write_eof()  # FIN after the answer; keep reading until the client closes
+            self.state = LINGER
+            self.since = self.server.now
+            if self.flow is not None:
+                self.flow.resume_reading("pipeline")
+        else:
+            self.close()
 
     # -- deadlines (called by the server's ticker) ----------------------------
 
@@ -510,8 +555,11 @@ class HttpProtocol(asyncio.Protocol):
         elif state == HEADERS:
             if now - self.since > limits.header_timeout:
                 self._protocol_error(408, "Request header timeout")
-        elif state == BODY and now - self.since > limits.body_timeout:
-            self._protocol_error(408, "Request body timeout")
+        elif state == BODY:
+            if now - self.since > limits.body_timeout:
+                self._protocol_error(408, "Request body timeout")
+        elif state == LINGER and now - self.since > LINGER_SECONDS:
+            self.close()
 
 
 class _Refuse(Exception):
@@ -557,7 +605,7 @@ async def _drive(coro: Any, yielded: Any) -> Any:
                 except StopIteration as stop:
                     return stop.value
                 continue
-        except BaseException:  # noqa: S110 - the coroutine observes the future's error itself
+        except BaseException:
             pass
         try:
             yielded = coro.send(None)

@@ -25,9 +25,12 @@ never stalls the event loop.
 
 ``ETag`` (weak, from size and mtime) and ``Last-Modified`` are sent;
 ``If-None-Match`` (which takes precedence) or ``If-Modified-Since`` give a 304
-with no body. A HEAD answer has an empty body and an explicit
-``Content-Length`` equal to the file size. Content types come from a private
-``mimetypes.MimeTypes()`` (Python's built-in table only, so the answer does
+with no body. HEAD gets the GET response: the server drops the body and
+derives ``Content-Length`` from it (a Content-Length set here would be sent
+twice). A file too large to read whole is not even opened for HEAD (the
+server never iterates a HEAD body), so its HEAD reports no real length until
+the server honours an explicit Content-Length. Content types come from a
+private ``mimetypes.MimeTypes()`` (Python's built-in table only, so the answer does
 not depend on the machine's /etc/mime.types); a compressed file (``.gz``)
 is sent as the archive type, never with ``Content-Encoding``.
 """
@@ -90,9 +93,6 @@ def serve_static(
         headers = _file_headers(file, st, max_age)
         if _not_modified(event, headers["etag"], st.st_mtime):
             return Response(None, 304, _validators(headers))
-        if event.method == "HEAD":
-            headers["content-length"] = str(st.st_size)
-            return Response(b"", 200, headers)
         if st.st_size <= WHOLE_READ_LIMIT:
             try:
                 return Response(file.read_bytes(), 200, headers)

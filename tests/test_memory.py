@@ -1,0 +1,86 @@
+"""Memory strategies: GC policy applied and restored, pauses measured, arena reuse."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from h3lab.memory import MEMORY_STRATEGIES, BufferArena, GCMonitor, make_memory, rss_bytes
+
+
+@pytest.fixture(params=MEMORY_STRATEGIES.names())
+def strategy_name(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def test_install_applies_and_close_restores(strategy_name: str) -> None:
+    before = gc.get_threshold()
+    memory = make_memory(strategy_name, 0, 0, 10)
+    memory.install()
+    try:
+        if memory.threshold0 is None:
+            assert gc.get_threshold() == before
+        else:
+            assert gc.get_threshold()[0] == memory.threshold0
+        gc.collect(0)
+        stats = memory.stats()
+        assert stats["strategy"] == strategy_name
+        assert stats["gc"]["collections_total"] >= 1 and stats["rss_bytes"] > 0
+    finally:
+        memory.close()
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+
+
+def test_performance_freezes_after_warmup() -> None:
+    memory = make_memory("performance", 0, 0, 100)
+    memory.install()
+    try:
+        memory.on_requests(50)
+        assert memory.frozen == 0
+        memory.on_requests(60)
+        assert memory.frozen > 0 and gc.get_freeze_count() > 0
+    finally:
+        memory.close()
+    assert gc.get_freeze_count() == 0
+
+
+def test_config_overrides_strategy_defaults() -> None:
+    memory = make_memory("balanced", 1234, 7, 0)
+    assert memory.threshold0 == 1234 and memory.arena is not None and memory.arena.capacity == 7
+    assert make_memory("minimal", 0, 0, 0).arena is None
+
+
+def test_gc_monitor_times_collections() -> None:
+    monitor = GCMonitor()
+    monitor.install()
+    try:
+        for _ in range(3):
+            gc.collect()
+    finally:
+        monitor.uninstall()
+    stats = monitor.stats()
+    assert stats["collections"][2] >= 3 and stats["pause_max_us"] > 0
+    assert len(stats["pauses_us_recent"]) >= 3
+
+
+def test_arena_reuses_buffers_and_bounds_them() -> None:
+    arena = BufferArena(capacity=2, max_keep=1024)
+    a = arena.acquire()
+    a += b"x" * 100
+    arena.release(a)
+    b = arena.acquire()
+    assert b is a and len(b) == 0
+    assert arena.stats()["reused"] == 1 and arena.stats()["bytes_reused"] == 100
+    big = arena.acquire()
+    big += b"y" * 2048
+    arena.release(big)  # over max_keep: not kept
+    assert arena.stats()["buffers_free"] == 0
+    for buf in [arena.acquire() for _ in range(5)]:
+        arena.release(buf)
+    assert arena.stats()["buffers_free"] == 2
+
+
+def test_rss_is_measured() -> None:
+    assert rss_bytes() > 1_000_000

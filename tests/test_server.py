@@ -1,0 +1,351 @@
+"""The HTTP/1.1 server over raw sockets: framing, pipelining, limits, timeouts,
+disconnects, backpressure, shutdown. Each test ends by checking the server
+still serves a normal request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+import struct
+from typing import Any
+
+import pytest
+
+from h3lab import H3, Config, Server
+from h3lab.event import H3Event
+from tests.conftest import raw_exchange
+
+GET_OK = b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+def make_app(config: Config | None = None) -> tuple[H3, dict[str, Any]]:
+    app = H3(config or Config())
+    state: dict[str, Any] = {"produced": 0, "cancelled": 0, "finished": 0}
+
+    app.get("/ok", lambda e: "ok")
+
+    @app.get("/slow/:id")
+    async def slow(event: H3Event) -> str:
+        await asyncio.sleep(0.05)
+        return f"slow {event.params['id']}"
+
+    @app.get("/fast/:id")
+    def fast(event: H3Event) -> str:
+        return f"fast {event.params['id']}"
+
+    @app.post("/echo")
+    async def echo(event: H3Event) -> bytes:
+        return await event.body()
+
+    @app.get("/hang")
+    async def hang(event: H3Event) -> str:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            state["cancelled"] += 1
+            raise
+        return "never"
+
+    @app.get("/firehose")
+    async def firehose(event: H3Event) -> Any:
+        async def chunks() -> Any:
+            while True:
+                state["produced"] += 1
+                yield b"x" * 65536
+
+        return chunks()
+
+    @app.get("/graceful")
+    async def graceful(event: H3Event) -> str:
+        await asyncio.sleep(0.3)
+        state["finished"] += 1
+        return "finished"
+
+    return app, state
+
+
+async def serving(config: Config | None = None) -> tuple[Server, dict[str, Any]]:
+    app, state = make_app(config)
+    server = Server(app, "127.0.0.1", 0)
+    await server.start()
+    return server, state
+
+
+async def still_serves(server: Server) -> None:
+    data = await raw_exchange(
+        server.port, b"GET /ok HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"\r\n\r\nok")
+
+
+def reset(writer: asyncio.StreamWriter) -> None:
+    """Close with RST (SO_LINGER 0), as a crashed or impatient client does."""
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+def statuses(data: bytes) -> list[int]:
+    """Final statuses of every response in a byte stream (interim 100s excluded)."""
+    return [int(code) for code in re.findall(rb"HTTP/1\.[01] (\d{3}) ", data) if code != b"100"]
+
+
+async def test_pipelined_requests_answered_in_order() -> None:
+    server, _ = await serving()
+    try:
+        payload = (
+            b"GET /fast/1 HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET /slow/2 HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"GET /fast/3 HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello"
+            b"GET /fast/5 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        data = await raw_exchange(server.port, payload)
+        bodies = [b"fast 1", b"slow 2", b"fast 3", b"hello", b"fast 5"]
+        positions = [data.index(b"\r\n\r\n" + body) for body in bodies]
+        assert positions == sorted(positions) and statuses(data) == [200] * 5
+        await still_serves(server)
+    finally:
+        await server.shutdown(1)
+
+
+async def test_byte_by_byte_request() -> None:
+    server, _ = await serving()
+    try:
+        payload = (
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc"
+        )
+        data = await raw_exchange(server.port, b"", chunks=[bytes([b]) for b in payload])
+        assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"\r\n\r\nabc")
+    finally:
+        await server.shutdown(1)
+
+
+async def test_chunked_request_body() -> None:
+    server, _ = await serving()
+    try:
+        payload = (
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+        )
+        data = await raw_exchange(server.port, payload)
+        assert data.endswith(b"\r\n\r\nhello world")
+    finally:
+        await server.shutdown(1)
+
+
+async def test_http10_closes_unless_keep_alive() -> None:
+    server, _ = await serving()
+    try:
+        data = await raw_exchange(server.port, b"GET /ok HTTP/1.0\r\n\r\n")
+        assert data.startswith(b"HTTP/1.1 200") and b"connection: close" in data.lower()
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /ok HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert b"connection: keep-alive" in head.lower()
+        writer.write(b"GET /ok HTTP/1.0\r\n\r\n")  # second request on the same connection
+        rest = await asyncio.wait_for(reader.read(), 2)
+        assert b"ok" in rest and b"HTTP/1.1 200" in rest
+        writer.close()
+    finally:
+        await server.shutdown(1)
+
+
+@pytest.mark.parametrize(
+    ("payload", "status"),
+    [
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\n", 400),
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414),
+        (b"GET /ok HTTP/1.1\r\nHost: t\r\nX-Big: " + b"v" * 9000 + b"\r\n\r\n", 431),
+        (
+            b"GET /ok HTTP/1.1\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(120)) + b"\r\n",
+            431,
+        ),
+        (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999\r\n\r\n", 413),
+        (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nExpect: magic\r\n\r\nab", 417),
+    ],
+    ids=["garbage", "bad-header", "long-url", "long-header", "many-headers", "huge-body", "expect"],
+)
+async def test_bad_requests_get_4xx_close_and_server_survives(payload: bytes, status: int) -> None:
+    server, _ = await serving()
+    try:
+        data = await raw_exchange(server.port, payload + GET_OK)
+        assert statuses(data) == [status], data[:200]
+        assert b"connection: close" in data.lower()
+        assert json.loads(data.split(b"\r\n\r\n", 1)[1])["status"] == status
+        await still_serves(server)
+    finally:
+        await server.shutdown(1)
+
+
+async def test_expect_100_continue() -> None:
+    server, _ = await serving()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+        )
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(b"body")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+        assert head.startswith(b"HTTP/1.1 200") and await reader.readexactly(4) == b"body"
+        writer.close()
+    finally:
+        await server.shutdown(1)
+
+
+async def test_client_disconnect_cancels_handler_quietly(caplog: Any) -> None:
+    server, state = await serving()
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /hang HTTP/1.1\r\nHost: t\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        reset(writer)
+        await asyncio.sleep(0.05)
+        assert state["cancelled"] == 1
+        assert server.app.pool.stats()["in_use"] == 0
+        assert not [r for r in caplog.records if r.levelname == "ERROR"]
+        await still_serves(server)
+    finally:
+        await server.shutdown(1)
+
+
+async def test_write_backpressure_bounds_a_slow_reader() -> None:
+    server, state = await serving(Config().replace("limits.write_buffer_high", 65536))
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port, limit=1024)
+        writer.write(b"GET /firehose HTTP/1.1\r\nHost: t\r\n\r\n")
+        await asyncio.sleep(0.5)  # we never read: kernel buffers fill, then the server waits
+        produced = state["produced"]
+        await asyncio.sleep(0.5)
+        assert state["produced"] == produced, (
+            "the producer kept going for a client that never reads"
+        )
+        conn = next(iter(server.connections))
+        assert conn.transport.get_write_buffer_size() <= 65536 * 2
+        reset(writer)
+        await asyncio.sleep(0.05)
+        assert server.app.pool.stats()["in_use"] == 0
+        await still_serves(server)
+    finally:
+        await server.shutdown(1)
+
+
+async def test_keep_alive_idle_timeout_closes() -> None:
+    server, _ = await serving(Config().replace("limits.keepalive_timeout", 0.2))
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(GET_OK)
+        await reader.readuntil(b"ok")
+        assert await asyncio.wait_for(reader.read(), 2) == b""  # closed by the server
+        writer.close()
+    finally:
+        await server.shutdown(1)
+
+
+async def test_header_deadline_cuts_a_slowloris() -> None:
+    server, _ = await serving(Config().replace("limits.header_timeout", 0.3))
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /ok HTTP/1.1\r\nHost: t\r\n")
+        received = b""
+        # Keep trickling a header every 50 ms: an absolute deadline still cuts it,
+        # and the lingering close lets us read the 408 instead of a reset.
+        for _ in range(40):
+            await asyncio.sleep(0.05)
+            writer.write(b"X-a: b\r\n")
+            try:
+                received += await asyncio.wait_for(reader.read(4096), 0.001)
+            except TimeoutError:
+                continue
+            if received:
+                break
+        assert statuses(received) == [408]
+        writer.close()
+        await still_serves(server)
+    finally:
+        await server.shutdown(1)
+
+
+async def test_half_close_still_gets_the_response() -> None:
+    server, _ = await serving()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /slow/1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        writer.write_eof()
+        data = await asyncio.wait_for(reader.read(), 2)
+        assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"slow 1")
+        writer.close()
+    finally:
+        await server.shutdown(1)
+
+
+async def test_max_connections_refuses_excess_fast() -> None:
+    server, _ = await serving(Config().replace("limits.max_connections", 2))
+    try:
+        held = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        data = await raw_exchange(server.port, GET_OK, read_timeout=1)
+        assert statuses(data) == [503]
+        reader, writer = held[0]
+        writer.write(GET_OK)  # existing connections are unaffected
+        assert (await reader.readuntil(b"ok")).startswith(b"HTTP/1.1 200")
+        for _, w in held:
+            w.close()
+    finally:
+        await server.shutdown(1)
+
+
+async def test_max_requests_per_connection() -> None:
+    server, _ = await serving(Config().replace("limits.max_requests_per_connection", 2))
+    try:
+        data = await raw_exchange(server.port, GET_OK * 3)
+        assert statuses(data) == [200, 200] and b"connection: close" in data.lower()
+    finally:
+        await server.shutdown(1)
+
+
+async def test_graceful_shutdown_finishes_in_flight() -> None:
+    server, state = await serving()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /graceful HTTP/1.1\r\nHost: t\r\n\r\n")
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    shutdown = asyncio.create_task(server.shutdown(grace=5))
+    assert await asyncio.wait_for(idle_reader.read(), 1) == b""  # idle closed at once
+    data = await asyncio.wait_for(reader.read(), 3)
+    assert data.endswith(b"finished") and state["finished"] == 1
+    await shutdown
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", server.port)
+    writer.close()
+    idle_writer.close()
+
+
+async def test_head_has_length_but_no_body() -> None:
+    server, _ = await serving()
+    try:
+        data = await raw_exchange(
+            server.port, b"HEAD /ok HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        assert b"content-length: 2" in data.lower() and data.endswith(b"\r\n\r\n")
+    finally:
+        await server.shutdown(1)
+
+
+async def test_absolute_form_routes_by_path() -> None:
+    server, _ = await serving()
+    try:
+        data = await raw_exchange(
+            server.port,
+            b"GET http://example.com/fast/9?x=1 HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n",
+        )
+        assert data.endswith(b"fast 9")
+    finally:
+        await server.shutdown(1)
