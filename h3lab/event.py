@@ -22,9 +22,10 @@ from h3lab.datastructures import Headers, QueryParams
 from h3lab.errors import HTTPError
 
 if TYPE_CHECKING:
-    from h3lab.routing.base import Route
+    pass
 
 _UNSET: Any = object()
+_NO_HEADERS: Any = ()  # immutable: the server assigns a fresh list per request
 
 
 async def _ready(value: Any) -> Any:
@@ -71,6 +72,9 @@ class H3Event:
         self._reset_fields()
 
     def _reset_fields(self) -> None:
+        # PERF: runs twice per request (init/reset); only immutable values or
+        # None here -- the server assigns fresh containers when it fills the
+        # event, and mutable per-request containers are built lazily.
         self.method = "GET"
         self.path = "/"
         self.raw_path = "/"
@@ -80,18 +84,18 @@ class H3Event:
         self.keep_alive = True
         self.params: dict[str, str] = {}
         self.status = 200
-        self.route: Route | None = None
+        self.route = None
         self.mw_index = 0
-        self.mw_chain: Any = None
-        self._raw_headers: list[tuple[bytes, bytes]] = []
-        self._headers: Headers | None = None
-        self._query: QueryParams | None = None
-        self._context: dict[str, Any] | None = None
+        self.mw_chain = None
+        self._raw_headers = _NO_HEADERS
+        self._headers = None
+        self._query = None
+        self._context = None
         self._body = b""
-        self._json: Any = _UNSET
-        self._form: Any = None
-        self._cookies: dict[str, str] | None = None
-        self._resp_headers: list[tuple[str, str]] | None = None
+        self._json = _UNSET
+        self._form = None
+        self._cookies = None
+        self._resp_headers = None
 
     def reset(self) -> None:
         """Forget the request entirely (called before the event is pooled)."""

@@ -67,6 +67,7 @@ def request_all(cache: RouteCache, keys: Iterable[Key]) -> None:
 
 
 def test_fixture_covers_exactly_the_registered_policies() -> None:
+    # POLICY_NAMES drives the fixture: it must be the registry, never a hand-kept list.
     assert CACHES.names() == POLICY_NAMES
     assert dict(zip(POLICY_NAMES, map(CACHES.get, POLICY_NAMES), strict=True)) == EXPECTED_POLICIES
     assert list(EXPECTED_POLICIES) == list(CACHES.names())  # registration order

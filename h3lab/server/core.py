@@ -61,6 +61,7 @@ class Server:
         self.started_at = 0.0
         self.server_bytes = http11.server_header(self.config.server.server_header)
         self.date_bytes = http11.date_header()
+        self.date_end = self.date_bytes + b"\r\n"
         self._date_second = int(time.time())
         self.prefix_text = http11.fast_prefix(self.server_bytes, b"text/plain; charset=utf-8")
         self.prefix_json = http11.fast_prefix(self.server_bytes, b"application/json")
@@ -107,6 +108,7 @@ class Server:
         if second != self._date_second:
             self._date_second = second
             self.date_bytes = http11.date_header()
+            self.date_end = self.date_bytes + b"\r\n"
         for conn in list(self.connections):
             conn.check_deadlines(now)
         maybe_trim = getattr(self.app.pool, "maybe_trim", None)
