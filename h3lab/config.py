@@ -226,8 +226,9 @@ class Config:
     middleware: MiddlewareConfig = field(default_factory=MiddlewareConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
-    preset_name: str = "custom"
-    """Which preset this config came from ('custom' once a value is changed)."""
+    preset_name: str = "balanced"
+    """Which preset this config came from ('custom' once a value is changed).
+    The defaults are the balanced preset."""
 
     def __post_init__(self) -> None:
         for name, cls in _SECTIONS.items():

@@ -25,6 +25,9 @@ class RouteCache(Protocol):
     name: ClassVar[str]
     capacity: int
 
+    def __init__(self, capacity: int) -> None:
+        """``capacity >= 1`` entries at most (``ValueError`` otherwise)."""
+
     def get(self, key: Key) -> Any | None:
         """The cached value, or None on a miss (counts a hit or a miss)."""
 
@@ -41,3 +44,6 @@ class RouteCache(Protocol):
 
     def stats(self) -> dict[str, Any]:
         """hits, misses, evictions, size, capacity, hit_ratio (and policy extras)."""
+
+    def approx_bytes(self) -> int:
+        """An estimate of the memory held by entries and bookkeeping (sys.getsizeof)."""

@@ -1,0 +1,374 @@
+"""Peer comparison: h3lab and other Python servers, same endpoints, same run.
+
+Each server (h3lab under one or more presets, and every available peer in
+``PEERS``) is started in its own process pinned to ``server_cpu``, verified
+(status, content type, exact body, Date header) on every endpoint, then
+loaded endpoint by endpoint with the load generator pinned to ``load_cpu``
+(wrk when installed, else the aiohttp engine). Servers are interleaved
+across repetitions (A B C A B C ...) and restarted for each, so slow drift
+on a shared machine spreads over every server instead of biasing one.
+
+``ratio_table`` turns the rows into "h3lab req/s / peer req/s" per endpoint
+(medians over repetitions; >1 means h3lab served more).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import statistics
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from h3lab.bench.load import LoadResult, run_closed_loop, verify
+from h3lab.bench.server import ServerProcess
+from h3lab.bench.stats import interleave
+from h3lab.bench.workloads import BenchRequest
+from h3lab.bench.wrk import run_wrk, wrk_available
+
+H3LAB_APP = "h3lab.bench.peer_apps.h3lab_app:create_app"
+N_USER_IDS = 100
+"""/users/:id is loaded round-robin over this many ids."""
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str
+    command: tuple[str, ...]
+    """argv with ``{host}`` and ``{port}`` placeholders."""
+    modules: tuple[str, ...]
+    """Importable modules it needs (``available_peers`` checks them)."""
+    description: str
+    require_headers: tuple[str, ...] = ("date", "server")
+    env: dict[str, str] = field(default_factory=dict)
+
+
+_UVICORN = (
+    "--host", "{host}", "--port", "{port}", "--loop", "uvloop", "--http", "httptools",
+    "--no-access-log", "--log-level", "warning",
+)  # fmt: skip
+
+
+def _uvicorn(app: str) -> tuple[str, ...]:
+    return (sys.executable, "-m", "uvicorn", app, *_UVICORN)
+
+
+PEERS: dict[str, Peer] = {
+    p.name: p
+    for p in (
+        Peer(
+            "aiohttp",
+            (sys.executable, "-m", "h3lab.bench.peer_apps.aiohttp_app", "--host", "{host}", "--port", "{port}"),
+            ("aiohttp", "uvloop"),
+            "aiohttp.web on aiohttp's own server (uvloop, access log off)",
+        ),
+        Peer(
+            "starlette-uvicorn",
+            _uvicorn("h3lab.bench.peer_apps.starlette_app:app"),
+            ("starlette", "uvicorn", "uvloop", "httptools"),
+            "Starlette on uvicorn (uvloop, httptools, no access log)",
+        ),
+        Peer(
+            "starlette-granian",
+            (
+                sys.executable, "-m", "granian", "--interface", "asgi", "--host", "{host}",
+                "--port", "{port}", "--workers", "1", "--runtime-threads", "1", "--loop", "uvloop",
+                "--no-access-log", "--log-level", "warning",
+                "h3lab.bench.peer_apps.starlette_app:app",
+            ),  # fmt: skip
+            ("starlette", "granian", "uvloop"),
+            "Starlette on granian (ASGI, 1 worker, 1 runtime thread, uvloop, no access log)",
+        ),
+        Peer(
+            "falcon-uvicorn",
+            _uvicorn("h3lab.bench.peer_apps.falcon_app:app"),
+            ("falcon", "uvicorn", "uvloop", "httptools"),
+            "Falcon ASGI on uvicorn (uvloop, httptools, no access log)",
+        ),
+        Peer(
+            "blacksheep-uvicorn",
+            _uvicorn("h3lab.bench.peer_apps.blacksheep_app:app"),
+            ("blacksheep", "uvicorn", "uvloop", "httptools"),
+            "BlackSheep on uvicorn (uvloop, httptools, no access log)",
+        ),
+        Peer(
+            "raw",
+            (sys.executable, "-m", "h3lab.bench.peer_apps.raw", "--host", "{host}", "--port", "{port}"),
+            ("httptools", "uvloop"),
+            "the ceiling: a bare httptools protocol on uvloop with fixed responses",
+        ),
+    )
+}
+
+
+def missing_modules(peer: Peer) -> list[str]:
+    return [m for m in peer.modules if importlib.util.find_spec(m) is None]
+
+
+def available_peers(
+    names: Sequence[str] | None = None, on_skip: Callable[[str], None] | None = None
+) -> list[Peer]:
+    """The peers (all, or ``names``) whose modules are installed; each skip is reported."""
+    if names is None:
+        names = list(PEERS)
+    unknown = [n for n in names if n not in PEERS]
+    if unknown:
+        raise ValueError(f"unknown peer(s) {unknown}; known: {list(PEERS)}")
+    report = on_skip if on_skip is not None else (lambda msg: print(msg, file=sys.stderr))
+    out = []
+    for name in names:
+        peer = PEERS[name]
+        missing = missing_modules(peer)
+        if missing:
+            report(f"skipping peer {name!r}: missing module(s) {missing} (pip install h3lab[peers])")
+        else:
+            out.append(peer)
+    return out
+
+
+# -- endpoints -------------------------------------------------------------------------
+
+
+def endpoint_requests(endpoint: str) -> list[BenchRequest]:
+    """The requests of an endpoint ("plaintext", "json", "params"), with expectations."""
+    from h3lab.bench.apps import json_request, plaintext_request, user_request
+
+    if endpoint == "plaintext":
+        return [plaintext_request()]
+    if endpoint == "json":
+        return [json_request()]
+    if endpoint == "params":
+        return [user_request(i) for i in range(1, N_USER_IDS + 1)]
+    raise ValueError(f"endpoint must be one of {list(ENDPOINTS)}, got {endpoint!r}")
+
+
+ENDPOINTS = ("plaintext", "json", "params")
+
+
+# -- servers -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """One server of a comparison: an h3lab preset or a peer."""
+
+    name: str
+    preset: str | None = None
+    peer: Peer | None = None
+
+    def process(self, cpu: int | None, sample_interval: float | None = 1.0) -> ServerProcess:
+        if self.peer is not None:
+            return ServerProcess(
+                command=self.peer.command,
+                cpu=cpu,
+                env=self.peer.env or None,
+                sample_interval=sample_interval,
+                name=self.name,
+            )
+        return ServerProcess(
+            app=H3LAB_APP, preset=self.preset, cpu=cpu, sample_interval=sample_interval, name=self.name
+        )
+
+    @property
+    def require_headers(self) -> tuple[str, ...]:
+        return self.peer.require_headers if self.peer is not None else ("date", "server")
+
+    def config_cols(self) -> dict[str, Any]:
+        if self.preset is None:
+            return {}
+        from h3lab.bench.results import config_columns
+        from h3lab.config import Config
+
+        return config_columns(Config.preset(self.preset))
+
+
+def targets(
+    peers: Sequence[Peer] | Sequence[str] | None, h3lab_presets: Sequence[str]
+) -> list[Target]:
+    if peers is None:
+        peer_list = available_peers()
+    else:
+        peer_list = [PEERS[p] if isinstance(p, str) else p for p in peers]
+    out = [Target(f"h3lab-{preset}", preset=preset) for preset in h3lab_presets]
+    out += [Target(p.name, peer=p) for p in peer_list]
+    return out
+
+
+@contextlib.contextmanager
+def pinned(cpu: int | None) -> Iterator[None]:
+    """Pin *this* process (the aiohttp engine) to ``cpu`` for the block."""
+    if cpu is None or not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def load_once(
+    url: str,
+    reqs: list[BenchRequest],
+    *,
+    engine: str,
+    duration: float,
+    connections: int,
+    load_cpu: int | None,
+    warmup: float,
+    threads: int = 1,
+) -> LoadResult:
+    """One timed load of ``reqs`` on ``url`` with ``engine`` (a short untimed priming first)."""
+    name = reqs[0].route or reqs[0].path
+    if engine == "wrk":
+        paths = [r.path for r in reqs]
+        if warmup > 0:
+            run_wrk(url, connections=connections, threads=threads, duration=warmup, paths=paths, cpu=load_cpu)
+        return run_wrk(
+            url,
+            connections=connections,
+            threads=threads,
+            duration=duration,
+            paths=paths,
+            cpu=load_cpu,
+            workload=name,
+        )
+    if engine == "aiohttp":
+        with pinned(load_cpu):
+            result = run_closed_loop(
+                url, reqs, connections=connections, duration=duration, warmup=warmup
+            )
+        result.workload = name
+        return result
+    raise ValueError(f"engine must be 'wrk' or 'aiohttp', got {engine!r}")
+
+
+def compare(
+    endpoints: Sequence[str] = ENDPOINTS,
+    peers: Sequence[Peer] | Sequence[str] | None = None,
+    h3lab_presets: Sequence[str] = ("performance",),
+    duration: float = 5.0,
+    connections: int = 64,
+    engine: str | None = None,
+    server_cpu: int | None = 0,
+    load_cpu: int | None = 1,
+    repetitions: int = 1,
+    *,
+    warmup: float = 1.0,
+    study: str = "bench-peers",
+    run_id: str = "",
+    progress: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run every server x endpoint (x repetition); tidy rows with ``server`` and ``endpoint``.
+
+    ``peers`` None = every available peer. A server that fails to start or to
+    verify raises (a comparison with a wrong answer in it is not a result).
+    """
+    engine = engine or ("wrk" if wrk_available() else "aiohttp")
+    if engine not in ("wrk", "aiohttp"):
+        raise ValueError(f"engine must be 'wrk' or 'aiohttp', got {engine!r}")
+    for ep in endpoints:
+        endpoint_requests(ep)  # validates the names before anything starts
+    if repetitions < 1:
+        raise ValueError(f"repetitions must be >= 1, got {repetitions}")
+    rows: list[dict[str, Any]] = []
+    for target, rep in interleave(targets(peers, h3lab_presets), repetitions):
+        with target.process(server_cpu) as srv:
+            for ep in endpoints:
+                verify(srv.url, endpoint_requests(ep), require_headers=target.require_headers)
+            for ep in endpoints:
+                if progress is not None:
+                    progress(f"{target.name} {ep} rep {rep}")
+                result = load_once(
+                    srv.url,
+                    endpoint_requests(ep),
+                    engine=engine,
+                    duration=duration,
+                    connections=connections,
+                    load_cpu=load_cpu,
+                    warmup=warmup,
+                )
+                extra = {"server": target.name, "endpoint": ep, "server_cpu": server_cpu, "load_cpu": load_cpu}
+                rows += result.rows(
+                    study, run_id, target.config_cols(), repetition=rep, extra=extra
+                )
+        rows += srv.samples_rows(
+            study, run_id, target.config_cols(), repetition=rep, extra={"server": target.name}
+        )
+    return rows
+
+
+def ratio_table(rows: Sequence[dict[str, Any]], reference: str | None = None) -> list[dict[str, Any]]:
+    """Per endpoint and server: median req/s over repetitions and ``reference / server``.
+
+    ``reference`` defaults to the first server whose name starts with
+    ``h3lab``. A ratio above 1 means the reference served more requests per
+    second than that server.
+    """
+    rps: dict[tuple[str, str], list[float]] = {}
+    order: list[str] = []
+    for row in rows:
+        if row.get("metric") != "throughput_rps" or row.get("endpoint") is None:
+            continue
+        key = (row["endpoint"], row["server"])
+        rps.setdefault(key, []).append(float(row["value"]))
+        if row["server"] not in order:
+            order.append(row["server"])
+    if reference is None:
+        reference = next((s for s in order if s.startswith("h3lab")), None)
+    out = []
+    endpoints = list(dict.fromkeys(ep for ep, _ in rps))
+    for ep in endpoints:
+        ref = rps.get((ep, reference)) if reference else None
+        ref_median = statistics.median(ref) if ref else None
+        for server in order:
+            values = rps.get((ep, server))
+            if not values:
+                continue
+            med = statistics.median(values)
+            out.append(
+                {
+                    "endpoint": ep,
+                    "server": server,
+                    "rps": med,
+                    "n": len(values),
+                    "min": min(values),
+                    "max": max(values),
+                    "ratio": (ref_median / med) if ref_median is not None and med > 0 else None,
+                }
+            )
+    return out
+
+
+def format_ratio_table(table: Sequence[dict[str, Any]], reference: str = "h3lab") -> str:
+    """A plain-text table: endpoint, server, req/s (median, min-max), reference ratio."""
+    header = f"{'endpoint':<10} {'server':<22} {'req/s':>10} {'min..max':>19} {'n':>2} {reference + ' x':>10}"
+    lines = [header, "-" * len(header)]
+    for r in table:
+        ratio = f"{r['ratio']:.2f}" if r["ratio"] is not None else "-"
+        span = f"{r['min']:.0f}..{r['max']:.0f}"
+        lines.append(
+            f"{r['endpoint']:<10} {r['server']:<22} {r['rps']:>10.0f} {span:>19} {r['n']:>2} {ratio:>10}"
+        )
+    return "\n".join(lines)
+
+
+__all__ = [
+    "ENDPOINTS",
+    "H3LAB_APP",
+    "PEERS",
+    "Peer",
+    "Target",
+    "available_peers",
+    "compare",
+    "endpoint_requests",
+    "format_ratio_table",
+    "load_once",
+    "missing_modules",
+    "ratio_table",
+    "targets",
+]
