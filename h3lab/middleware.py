@@ -253,6 +253,17 @@ class FastChain:
         return self.endpoint(event)
 
 
+def _flat_before_chain(fns: tuple[Callable[..., Any], ...], endpoint: Endpoint) -> Chain:
+    def run(event: Any) -> Any:
+        for fn in fns:
+            result = fn(event)
+            if result is not None:
+                return result
+        return endpoint(event)
+
+    return run
+
+
 def _before_as_onion(fn: Callable[..., Any]) -> Callable[..., Any]:
     async def layer(event: Any, next: Callable[[], Any]) -> Any:
         result = await fn(event)
@@ -298,6 +309,10 @@ class FastExecution:
         if not steps:
             # PERF: nothing to run around the handler: the chain is the handler.
             return endpoint
+        if all(step.kind == BEFORE and not step.prefix for step in steps):
+            # PERF: only synchronous "before" layers, all known to apply: a flat
+            # loop over a tuple, no cursor, no coroutine (h3z's FastMiddlewareChain).
+            return _flat_before_chain(tuple(step.fn for step in steps), endpoint)
         if not endpoint_is_async and any(s.kind == ONION for s in steps):
             # An onion layer awaits next(): the endpoint must give an awaitable.
             sync_endpoint = endpoint

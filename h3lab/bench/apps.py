@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from types import CoroutineType
 from typing import Any
+from urllib.parse import unquote
 
 from h3lab.app import H3
 from h3lab.bench.workloads import (
@@ -42,6 +44,7 @@ from h3lab.bench.workloads import (
 )
 from h3lab.config import Config
 from h3lab.event import H3Event
+from h3lab.response import Response
 
 PLAINTEXT = "Hello, World!"
 N_FILLER = 50
@@ -148,6 +151,57 @@ def create_app(config: Config | None = None) -> H3:
 def middleware_app(config: Config | None, n_middlewares: int, kind: str = "onion") -> H3:
     """The bench app behind ``n_middlewares`` no-op middlewares of ``kind``."""
     return build_app(config, n_middlewares=n_middlewares, kind=kind)
+
+
+# -- in-process dispatch ----------------------------------------------------------
+
+
+def dispatch(app: H3, request: BenchRequest) -> Response:
+    """Serve ``request`` in-process, as the server would after parsing it.
+
+    Fills a pooled event, runs ``app.handle``, drives a coroutine with
+    ``send(None)`` (raising if the chain really suspends: the bench handlers
+    never do), converts the value or the exception to a ``Response`` and
+    releases the event. For tests and correctness checks, not for timing.
+    """
+    from h3lab.routing import routing_path
+
+    event = app.pool.acquire()
+    try:
+        raw, _, query = request.path.partition("?")
+        event.method = request.method
+        event.raw_path = raw
+        event.route_path = routing_path(raw)
+        event.path = unquote(raw) if "%" in raw else raw
+        event.query_string = query
+        event._body = request.body
+        if request.content_type is not None:
+            event._raw_headers = [(b"content-type", request.content_type.encode("latin-1"))]
+        suspended = None
+        try:
+            value = app.handle(event)
+            if type(value) is CoroutineType:
+                try:
+                    value.send(None)
+                except StopIteration as stop:
+                    value = stop.value
+                else:
+                    suspended = value
+            if suspended is None:
+                return app.response_for(event, value)
+        except Exception as exc:  # what the server does: the error as a response
+            return app.error_response(event, exc)
+        suspended.close()
+        raise RuntimeError(f"{request.method} {request.path}: the handler suspended")
+    finally:
+        app.pool.release(event)
+
+
+def check_in_process(app: H3, request: BenchRequest) -> str | None:
+    """``request.check`` applied to ``dispatch(app, request)``."""
+    response = dispatch(app, request)
+    body = response.body if isinstance(response.body, bytes) else None
+    return request.check(response.status, response.header("content-type"), body)
 
 
 # -- expected answers of the fixed endpoints --------------------------------------

@@ -36,8 +36,10 @@ acquire/release operations). The harness follows pyperf and asv:
    memory one operation needs, including ~100 bytes of harness overhead (a
    one-item slice) that is the same for every case -- and
    ``alloc_blocks_per_op`` is the net change of ``sys.getallocatedblocks()``
-   per operation: about 0 for an operation that keeps nothing, positive when
-   state grows (a cache filling up, a pool creating events).
+   per operation after a full collection: about 0 for an operation that
+   keeps nothing, positive when state grows; ``gc_objects_per_op`` counts the
+   objects per operation that only the cyclic GC could reclaim (what drives
+   collections, and so pauses).
 
 Inner loops are written out per target (no per-operation function call
 through the harness), so the measured time is the strategy plus a loop
@@ -129,6 +131,8 @@ class Case:
     observe: Observer | None = None
     setup: Callable[[], None] | None = None
     teardown: Callable[[], None] | None = None
+    null: Op | None = None
+    """The same harness with no operation (its allocations are subtracted)."""
     loops: int = 0
 
     def label(self) -> str:
@@ -220,26 +224,56 @@ def _check_stability(case: Case, rows: list[dict[str, Any]]) -> None:
         warnings.warn(f"{case.label()}: {message}", BenchmarkStabilityWarning, stacklevel=3)
 
 
+def _peak_per_call(fn: Op, calls: int) -> tuple[int, int]:
+    """Sum over ``calls`` calls ``fn(1)`` of the traced-memory peak above the level
+    before the call, and the operations they ran (tracemalloc must be on)."""
+    peak_total = 0
+    done = 0
+    get_traced_memory = tracemalloc.get_traced_memory
+    reset_peak = tracemalloc.reset_peak
+    for _ in range(calls):
+        level = get_traced_memory()[0]
+        reset_peak()
+        done += fn(1) or 1
+        peak_total += max(0, get_traced_memory()[1] - level)
+    return peak_total, done
+
+
 def alloc_rows(case: Case, ops: int = 200) -> list[dict[str, Any]]:
-    """The allocation pass (tracemalloc), run apart from timing; two rows."""
+    """The allocation pass (tracemalloc), run apart from timing.
+
+    Rows: ``alloc_bytes_per_op`` (peak transient bytes of one operation, the
+    harness's own share measured with ``case.null`` and subtracted),
+    ``alloc_blocks_per_op`` (net blocks still allocated after a full
+    collection, per operation: state that grows) and ``gc_objects_per_op``
+    (objects that only the cyclic collector reclaimed: reference cycles each
+    operation leaves for the GC, e.g. an unpooled event and its bound
+    ``next`` method).
+    """
     was_tracing = tracemalloc.is_tracing()
+    was_enabled = gc.isenabled()
     if case.setup is not None:
         case.setup()
     if not was_tracing:
         tracemalloc.start()
     try:
         case.fn(min(max(case.loops, 1), ops))  # steady state before counting
-        peak_total = 0
-        done = 0
+        gc.collect()
+        # No collection in the middle of the pass: it would free unrelated
+        # garbage and hide the cycles the operations create.
+        gc.disable()
         blocks_before = sys.getallocatedblocks()
-        for _ in range(ops):
-            level = tracemalloc.get_traced_memory()[0]
-            tracemalloc.reset_peak()
-            n = case.fn(1) or 1
-            peak_total += max(0, tracemalloc.get_traced_memory()[1] - level)
-            done += n
-        blocks = sys.getallocatedblocks() - blocks_before
+        peak_total, done = _peak_per_call(case.fn, ops)
+        # The return value counts unreachable objects found: exactly the
+        # cyclic garbage (free-list clearing changes the block count, not it).
+        cyclic = gc.collect()
+        blocks_after = sys.getallocatedblocks()
+        if case.null is not None:
+            null_total, null_done = _peak_per_call(case.null, ops)
+            peak_total = max(0, peak_total - null_total * done // max(null_done, 1))
     finally:
+        if was_enabled:
+            gc.enable()
         if not was_tracing:
             tracemalloc.stop()
         if case.teardown is not None:
@@ -248,8 +282,31 @@ def alloc_rows(case: Case, ops: int = 200) -> list[dict[str, Any]]:
     # events at once): spread each call's peak over its operations.
     return [
         _row(case, "alloc_bytes_per_op", peak_total / done, "bytes", 0),
-        _row(case, "alloc_blocks_per_op", blocks / done, "blocks", 0),
+        _row(case, "alloc_blocks_per_op", (blocks_after - blocks_before) / done, "blocks", 0),
+        _row(case, "gc_objects_per_op", cyclic / done, "objects", 0),
     ]
+
+
+def _null_stream(items: Sequence[Any]) -> Op:
+    """The stream harness doing nothing: its allocations are subtracted from a case's."""
+    stream = _Stream(items)
+
+    def run(loops: int) -> int:
+        for chunk in stream.chunks(loops):
+            for _ in chunk:
+                pass
+        return loops
+
+    return run
+
+
+def _null_loop(per_loop: int = 1) -> Op:
+    def run(loops: int) -> int:
+        for _ in range(loops):
+            pass
+        return loops * per_loop
+
+    return run
 
 
 class _Stream:
@@ -426,6 +483,7 @@ def bench_router(
                             "cached": bool(with_cache),
                         },
                         observe=_cache_observer(cache) if cache is not None else None,
+                        null=_null_stream(keys),
                     )
                 )
     return run_cases(cases, **timing)
@@ -493,6 +551,7 @@ def bench_cache(
                     _cache_loop(cache, keys),
                     {"cache_policy": policy, "cache_size": size},
                     observe=observe,
+                    null=_null_stream(keys),
                 )
             )
     return run_cases(cases, **timing)
@@ -567,6 +626,7 @@ def bench_pool(
                         _pool_loop(pool, c),
                         {"pool_policy": policy, "pool_size": size, "concurrency": c},
                         observe=_pool_observer(pool),
+                        null=_null_loop(c),
                     )
                 )
     return run_cases(cases, **timing)
@@ -639,6 +699,7 @@ def bench_middleware(
                         f"noop-{kind}",
                         _middleware_loop(app),
                         {"middleware": execution, "kind": kind, "router": app.config.router.matching},
+                        null=_null_loop(),
                     )
                 )
     rows = run_cases(cases, **timing)
@@ -766,6 +827,7 @@ def bench_dispatch(
                     config_columns(config),
                     setup=app.memory.install,
                     teardown=app.memory.close,
+                    null=_null_stream(requests),
                 )
             )
     return run_cases(cases, **timing)

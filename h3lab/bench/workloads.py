@@ -134,6 +134,44 @@ class BenchRequest:
         """``(method, routing path)``: what a route cache is keyed by."""
         return (self.method, routing_path(self.path.partition("?")[0]))
 
+    def check(self, status: int, content_type: str | None, body: bytes | None) -> str | None:
+        """What is wrong with a response to this request (None when it is right).
+
+        The content type is compared by media type (``text/plain`` matches
+        ``text/plain; charset=utf-8``: peers differ in parameters). The body
+        must be byte-identical, except that a JSON body may differ in
+        whitespace or key order if it decodes to the same value (a peer's JSON
+        encoder may add spaces; the content must still be exact).
+        """
+        if status != self.expect_status:
+            return f"{self.method} {self.path}: status {status}, expected {self.expect_status}"
+        if self.expect_content_type is not None and _media_type(content_type) != _media_type(
+            self.expect_content_type
+        ):
+            return (
+                f"{self.method} {self.path}: content-type {content_type!r}, "
+                f"expected {self.expect_content_type!r}"
+            )
+        if self.expect_body is not None and body != self.expect_body:
+            if not (_media_type(self.expect_content_type) == JSON_TYPE and _same_json(body, self.expect_body)):
+                return f"{self.method} {self.path}: body {body!r:.200}, expected {self.expect_body!r:.200}"
+        return None
+
+
+def _media_type(content_type: str | None) -> str | None:
+    if content_type is None:
+        return None
+    return content_type.partition(";")[0].strip().lower()
+
+
+def _same_json(a: bytes | None, b: bytes) -> bool:
+    if a is None:
+        return False
+    try:
+        return json.loads(a) == json.loads(b)
+    except ValueError:
+        return False
+
 
 def json_body(value: Any) -> bytes:
     """Compact JSON, as h3lab encodes dicts (for predicting response bodies).
