@@ -65,10 +65,6 @@ class H3Event:
         self.app = app
         self.conn: Any = None
         self.remote: Any = None
-        # PERF: one bound method per event object, not a closure per layer per
-        # request: under the ``fast`` middleware strategy this is the ``next``
-        # every onion middleware receives (a cursor into the compiled chain).
-        self.next = self._call_next
         self._reset_fields()
 
     def _reset_fields(self) -> None:
@@ -87,6 +83,12 @@ class H3Event:
         self.route = None
         self.mw_index = 0
         self.mw_chain = None
+        # Under the ``fast`` middleware strategy, ``next`` is this event's bound
+        # ``_call_next`` (a cursor into the compiled chain): one bound method per
+        # request that has onion middleware, instead of a closure per layer.
+        # It is dropped at reset: kept on the object it would be a reference
+        # cycle (event -> method -> event) that only the cyclic GC can free.
+        self.next: Any = None
         self._raw_headers = _NO_HEADERS
         self._headers = None
         self._query = None

@@ -219,6 +219,7 @@ class FastChain:
     def __call__(self, event: Any) -> Any:
         event.mw_chain = self
         event.mw_index = 0
+        event.next = event._call_next
         return self.step(event)
 
     def step(self, event: Any) -> Any:

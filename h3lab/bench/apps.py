@@ -38,8 +38,8 @@ from h3lab.bench.workloads import (
     TEXT_TYPE,
     BenchRequest,
     RouteSpec,
-    env_int,
     default_table,
+    env_int,
     json_body,
 )
 from h3lab.config import Config
@@ -144,7 +144,9 @@ def create_app(config: Config | None = None) -> H3:
     n = env_int(MIDDLEWARES_ENV, 0, 0)
     kind = os.environ.get(MIDDLEWARE_KIND_ENV, "").strip() or "onion"
     if kind not in MIDDLEWARE_KINDS:
-        raise ValueError(f"{MIDDLEWARE_KIND_ENV} must be one of {list(MIDDLEWARE_KINDS)}, got {kind!r}")
+        raise ValueError(
+            f"{MIDDLEWARE_KIND_ENV} must be one of {list(MIDDLEWARE_KINDS)}, got {kind!r}"
+        )
     return build_app(config, n_middlewares=n, kind=kind)
 
 
@@ -209,13 +211,21 @@ def check_in_process(app: H3, request: BenchRequest) -> str | None:
 
 def plaintext_request() -> BenchRequest:
     return BenchRequest(
-        "GET", "/plaintext", expect_content_type=TEXT_TYPE, expect_body=PLAINTEXT.encode(), route="/plaintext"
+        "GET",
+        "/plaintext",
+        expect_content_type=TEXT_TYPE,
+        expect_body=PLAINTEXT.encode(),
+        route="/plaintext",
     )
 
 
 def json_request() -> BenchRequest:
     return BenchRequest(
-        "GET", "/json", expect_content_type=JSON_TYPE, expect_body=json_body({"message": PLAINTEXT}), route="/json"
+        "GET",
+        "/json",
+        expect_content_type=JSON_TYPE,
+        expect_body=json_body({"message": PLAINTEXT}),
+        route="/json",
     )
 
 

@@ -89,12 +89,21 @@ def working_set(keys: Sequence[Hashable]) -> int:
 def sizes_for(n_distinct: int, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> list[int]:
     """Distinct cache sizes (>= 1) for fractions of a working set of ``n_distinct`` keys."""
     for fraction in fractions:
-        if not 0 < fraction:
+        if not fraction > 0:  # also refuses NaN
             raise ValueError(f"fractions must be > 0, got {fraction}")
     return sorted({max(1, round(f * n_distinct)) for f in fractions})
 
 
-def _row(policy: str, size: int, ws: int, hits: int, misses: int, evictions: int, max_entries: int, workload: str) -> dict[str, Any]:
+def _row(
+    policy: str,
+    size: int,
+    ws: int,
+    hits: int,
+    misses: int,
+    evictions: int,
+    max_entries: int,
+    workload: str,
+) -> dict[str, Any]:
     total = hits + misses
     return {
         "policy": policy,
@@ -223,7 +232,9 @@ def simulate(
     rows = []
     for size in grid:
         for policy in policies:
-            rows.append(_row(policy, size, ws, *simulate_policy(trace, policy, size), workload_name))
+            rows.append(
+                _row(policy, size, ws, *simulate_policy(trace, policy, size), workload_name)
+            )
         if "belady" in bounds:
             row = _row("belady", size, ws, *belady(trace, size), workload_name)
             if row["max_entries"] > size:

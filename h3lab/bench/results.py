@@ -61,7 +61,18 @@ SCHEMA_COLUMNS: tuple[str, ...] = (
 
 STRATEGY_COLUMNS: tuple[str, ...] = SCHEMA_COLUMNS[2:9]
 _INT_COLUMNS = ("cache_size", "pool_size", "repetition")
-_STR_COLUMNS = ("study", "run_id", "router", "cache_policy", "pool_policy", "memory_strategy", "middleware", "workload", "metric", "unit")
+_STR_COLUMNS = (
+    "study",
+    "run_id",
+    "router",
+    "cache_policy",
+    "pool_policy",
+    "memory_strategy",
+    "middleware",
+    "workload",
+    "metric",
+    "unit",
+)
 
 # Metadata fields copied onto every row by load_runs.
 META_COLUMNS: tuple[str, ...] = (
@@ -88,7 +99,9 @@ def new_run_id() -> str:
 
 def _check_name(kind: str, value: str) -> str:
     if not isinstance(value, str) or not _NAME.match(value):
-        raise ValueError(f"{kind} must be letters, digits, '.', '_' or '-' (a directory name), got {value!r}")
+        raise ValueError(
+            f"{kind} must be letters, digits, '.', '_' or '-' (a directory name), got {value!r}"
+        )
     return value
 
 
@@ -150,7 +163,9 @@ class RunWriter:
                 raise ValueError(f"a result row needs 'metric' and 'value', got keys {sorted(row)}")
             value = row["value"]
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"row value must be a number, got {value!r} for metric {row['metric']!r}")
+                raise ValueError(
+                    f"row value must be a number, got {value!r} for metric {row['metric']!r}"
+                )
             record = {column: None for column in SCHEMA_COLUMNS}
             record.update(row)
             record["study"] = self.study
@@ -228,7 +243,9 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     for column in _INT_COLUMNS:
         frame[column] = pd.array([_to_int(v) for v in frame[column]], dtype="Int64")
     for column in _STR_COLUMNS:
-        frame[column] = frame[column].map(lambda v: None if _missing(v) else str(v)).astype("object")
+        frame[column] = (
+            frame[column].map(lambda v: None if _missing(v) else str(v)).astype("object")
+        )
     for column in frame.columns:
         if column not in SCHEMA_COLUMNS and frame[column].dtype == object:
             frame[column] = _reconcile(frame[column])
@@ -252,7 +269,7 @@ def _to_int(value: Any) -> int | None:
 def _reconcile(series: pd.Series) -> pd.Series:
     """An extra column of mixed Python types: numbers stay numbers, anything else becomes text."""
     kinds = {type(v) for v in series if not _missing(v)}
-    if not kinds or len(kinds) == 1 and kinds <= {str, bool, int, float}:
+    if not kinds or (len(kinds) == 1 and kinds <= {str, bool, int, float}):
         return series
     if kinds <= {int, float}:
         return series.astype("float64")
@@ -313,7 +330,9 @@ def load_run(run_dir: str | Path) -> pd.DataFrame:
 def run_dirs(study: str | None = None, root: str | Path = DEFAULT_ROOT) -> list[Path]:
     """Run directories (those holding a meta.json), oldest first."""
     root = Path(root)
-    pattern = f"{_check_name('study', study)}/*/{META_FILE}" if study is not None else f"*/*/{META_FILE}"
+    pattern = (
+        f"{_check_name('study', study)}/*/{META_FILE}" if study is not None else f"*/*/{META_FILE}"
+    )
     dirs = [meta.parent for meta in root.glob(pattern)]
 
     def order(path: Path) -> tuple[str, str]:

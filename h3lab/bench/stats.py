@@ -16,7 +16,7 @@ import math
 import random
 import statistics
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -126,9 +126,13 @@ def stability_warnings(values: Sequence[float]) -> list[str]:
         warnings.append(f"unstable (cv={s['cv']:.1%}: stdev is >= {UNSTABLE_CV:.0%} of the mean)")
     if mean > 0:
         if s["max"] >= mean * (1 + OUTLIER_FACTOR):
-            warnings.append(f"max {s['max']:.4g} is {(s['max'] / mean - 1):.0%} above the mean {mean:.4g}")
+            warnings.append(
+                f"max {s['max']:.4g} is {(s['max'] / mean - 1):.0%} above the mean {mean:.4g}"
+            )
         if s["min"] <= mean * (1 - OUTLIER_FACTOR):
-            warnings.append(f"min {s['min']:.4g} is {(1 - s['min'] / mean):.0%} below the mean {mean:.4g}")
+            warnings.append(
+                f"min {s['min']:.4g} is {(1 - s['min'] / mean):.0%} below the mean {mean:.4g}"
+            )
     return warnings
 
 
@@ -150,7 +154,7 @@ def describe(values: Sequence[float], unit: str = "") -> str:
     return f"{s['median']:.4g}{suffix} +- {s['stdev']:.2g} (median, n={s['n']})"
 
 
-__all__: list[Any] = [
+__all__ = [
     "bootstrap_ci",
     "describe",
     "interleave",

@@ -152,9 +152,17 @@ class BenchRequest:
                 f"{self.method} {self.path}: content-type {content_type!r}, "
                 f"expected {self.expect_content_type!r}"
             )
-        if self.expect_body is not None and body != self.expect_body:
-            if not (_media_type(self.expect_content_type) == JSON_TYPE and _same_json(body, self.expect_body)):
-                return f"{self.method} {self.path}: body {body!r:.200}, expected {self.expect_body!r:.200}"
+        if (
+            self.expect_body is not None
+            and body != self.expect_body
+            and not (
+                _media_type(self.expect_content_type) == JSON_TYPE
+                and _same_json(body, self.expect_body)
+            )
+        ):
+            return (
+                f"{self.method} {self.path}: body {body!r:.200}, expected {self.expect_body!r:.200}"
+            )
         return None
 
 
@@ -220,6 +228,10 @@ class RouteSpec:
     def params(self, k: int) -> dict[str, str]:
         """The params the router must return for ``path(k)``."""
         return dict(zip(self.param_names, self.values(k), strict=True))
+
+    def example(self, k: int = 0) -> str:
+        """Alias of ``path``: the concrete example path number ``k``."""
+        return self.path(k)
 
     def path(self, k: int = 0) -> str:
         """A concrete path this route (and only it) answers; static ignores ``k``."""
@@ -290,7 +302,9 @@ def _singular(word: str) -> str:
     return word
 
 
-def _kind_counts(n: int, static_share: float, param_share: float, wildcard_share: float) -> dict[str, int]:
+def _kind_counts(
+    n: int, static_share: float, param_share: float, wildcard_share: float
+) -> dict[str, int]:
     shares = (static_share, param_share, wildcard_share)
     if any(s < 0 for s in shares) or abs(sum(shares) - 1.0) > 1e-6:
         raise ValueError(
@@ -422,7 +436,9 @@ def route_table(
 
 def default_table() -> list[RouteSpec]:
     """The table of the bench app: ``H3LAB_BENCH_ROUTES`` / ``H3LAB_BENCH_SEED`` or 200 / 0."""
-    return route_table(env_int(ROUTES_ENV, DEFAULT_ROUTES, 1), seed=env_int(SEED_ENV, DEFAULT_TABLE_SEED, 0))
+    return route_table(
+        env_int(ROUTES_ENV, DEFAULT_ROUTES, 1), seed=env_int(SEED_ENV, DEFAULT_TABLE_SEED, 0)
+    )
 
 
 def env_int(name: str, default: int, lo: int) -> int:
@@ -551,13 +567,18 @@ def _table(table: Sequence[RouteSpec] | None) -> Sequence[RouteSpec]:
     return default_table() if table is None else table
 
 
-def uniform(table: Sequence[RouteSpec] | None = None, seed: int = 0, n_keys: int | None = None) -> Workload:
+def uniform(
+    table: Sequence[RouteSpec] | None = None, seed: int = 0, n_keys: int | None = None
+) -> Workload:
     """Every concrete key equally likely (Zipf with s = 0)."""
     return _DrawWorkload("uniform", _table(table), seed, n_keys, 0.0, {"n_keys": n_keys})
 
 
 def zipf(
-    table: Sequence[RouteSpec] | None = None, s: float = 1.0, seed: int = 0, n_keys: int | None = None
+    table: Sequence[RouteSpec] | None = None,
+    s: float = 1.0,
+    seed: int = 0,
+    n_keys: int | None = None,
 ) -> Workload:
     """Zipf(s) popularity over distinct concrete paths; ``n_keys`` defaults to
     the static routes plus 10 concrete paths per dynamic route."""
@@ -581,7 +602,9 @@ class _ScanWorkload(Workload):
         return len(self.universe)
 
 
-def scan(table: Sequence[RouteSpec] | None = None, seed: int = 0, n_keys: int | None = None) -> Workload:
+def scan(
+    table: Sequence[RouteSpec] | None = None, seed: int = 0, n_keys: int | None = None
+) -> Workload:
     """Every key exactly once (cache-hostile: nothing is ever requested twice)."""
     return _ScanWorkload(_table(table), seed, n_keys)
 
@@ -609,7 +632,9 @@ class _AdversarialWorkload(Workload):
             if rng.random() < self.junk_share:
                 # Matches no route: a 404. Misses are not cached by h3lab, but
                 # they still cost a full (failed) match on every strategy.
-                yield BenchRequest("GET", f"/nowhere-{n}/x", expect_status=404, expect_content_type=JSON_TYPE)
+                yield BenchRequest(
+                    "GET", f"/nowhere-{n}/x", expect_status=404, expect_content_type=JSON_TYPE
+                )
             else:
                 # Matches /users/:id with a never-seen id: a cache entry that
                 # will never be hit again, pushing useful ones out.
@@ -700,7 +725,10 @@ class _MixedWorkload(Workload):
                 yield echo_request(rng.choice(self.body_sizes), seq)
                 continue
             kind = self.kinds[
-                min(bisect.bisect_right(self.kind_cum, rng.random() * self.kind_cum[-1]), len(self.kinds) - 1)
+                min(
+                    bisect.bisect_right(self.kind_cum, rng.random() * self.kind_cum[-1]),
+                    len(self.kinds) - 1,
+                )
             ]
             requests, cum = self.by_kind[kind]
             yield requests[min(bisect.bisect_right(cum, rng.random() * cum[-1]), len(cum) - 1)]
@@ -712,14 +740,18 @@ class _MixedWorkload(Workload):
 
 
 def mixed(
-    table: Sequence[RouteSpec] | None = None,
     seed: int = 0,
     body_sizes: Sequence[int] = (64, 1024, 16384),
+    table: Sequence[RouteSpec] | None = None,
     post_share: float = 0.1,
     s: float = 1.0,
 ) -> Workload:
     """A realistic API mix: static, param and wildcard GETs (Zipf within each
-    kind) and ``post_share`` JSON POSTs to ``/echo`` with bodies of ``body_sizes``."""
+    kind) and ``post_share`` JSON POSTs to ``/echo`` with bodies of ``body_sizes``.
+
+    ``seed`` comes first (unlike the other generators, whose first argument is
+    the table): ``mixed(seed)`` targets the bench app's default table.
+    """
     return _MixedWorkload(_table(table), seed, body_sizes, post_share, s)
 
 
@@ -744,7 +776,8 @@ class _TraceWorkload(Workload):
         return len({request.key for request in self._requests})
 
 
-def _trace_rows(path: Path) -> list[dict[str, Any]]:
+def _trace_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    """The column names and the rows (dicts with a ``_line`` number) of a trace file."""
     suffix = path.suffix.lower()
     if suffix == ".csv":
         with path.open(newline="") as f:
@@ -752,28 +785,34 @@ def _trace_rows(path: Path) -> list[dict[str, Any]]:
         if not rows:
             raise ValueError(f"trace {path}: the file is empty")
         first = [cell.strip().lower() for cell in rows[0]]
-        if "method" in first and "path" in first:
+        if set(first) & {"method", "path", "body_size", "status"}:  # a header row
             header, rows = first, rows[1:]
         else:
             header = ["method", "path", "body_size", "status"][: max(len(r) for r in rows)]
         out = []
         for line, row in enumerate(rows, start=2 if header is first else 1):
             if len(row) > len(header):
-                raise ValueError(f"trace {path}: line {line} has {len(row)} columns, expected {len(header)}")
-            out.append({"_line": line, **dict(zip(header, (cell.strip() for cell in row), strict=False))})
-        return out
+                raise ValueError(
+                    f"trace {path}: line {line} has {len(row)} columns, expected {len(header)}"
+                )
+            out.append(
+                {"_line": line, **dict(zip(header, (cell.strip() for cell in row), strict=False))}
+            )
+        return header, out
     if suffix in (".parquet", ".pq"):
         try:
             import pandas as pd  # lazy: heavy, and only traces need it
         except ImportError as exc:  # pragma: no cover - pandas is a study dependency
-            raise ValueError(f"trace {path}: reading Parquet needs pandas + pyarrow ({exc})") from None
+            raise ValueError(
+                f"trace {path}: reading Parquet needs pandas + pyarrow ({exc})"
+            ) from None
         try:
             frame = pd.read_parquet(path)
         except Exception as exc:
             raise ValueError(f"trace {path}: not a readable Parquet file ({exc})") from None
         frame.columns = [str(c).lower() for c in frame.columns]
         records = frame.to_dict("records")
-        return [{"_line": i + 1, **record} for i, record in enumerate(records)]
+        return list(frame.columns), [{"_line": i + 1, **record} for i, record in enumerate(records)]
     raise ValueError(f"trace {path}: unsupported file type {suffix!r} (use .csv or .parquet)")
 
 
@@ -794,7 +833,13 @@ def _trace_request(path: Path, row: dict[str, Any]) -> BenchRequest:
         # Only the echo endpoint's answer is predictable from the request alone.
         is_echo = method == "POST" and target == ECHO_PATH and status == 200
         return BenchRequest(
-            method, target, body, JSON_TYPE, status, JSON_TYPE if is_echo else None, body if is_echo else None
+            method,
+            target,
+            body,
+            JSON_TYPE,
+            status,
+            JSON_TYPE if is_echo else None,
+            body if is_echo else None,
         )
     return BenchRequest(method, target, expect_status=status)
 
@@ -822,12 +867,12 @@ def trace(path: str | Path) -> Workload:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"trace {path}: no such file")
-    rows = _trace_rows(path)
-    if not rows:
-        raise ValueError(f"trace {path}: no requests in the file")
-    missing = {"method", "path"} - set(rows[0])
+    columns, rows = _trace_rows(path)
+    missing = {"method", "path"} - set(columns)
     if missing:
         raise ValueError(f"trace {path}: missing column(s) {sorted(missing)}")
+    if not rows:
+        raise ValueError(f"trace {path}: no requests in the file")
     return _TraceWorkload(path, [_trace_request(path, row) for row in rows])
 
 

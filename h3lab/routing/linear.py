@@ -14,6 +14,7 @@ reproduces the tree walk.
 
 from __future__ import annotations
 
+import bisect
 import re
 from typing import Any, ClassVar
 
@@ -59,6 +60,10 @@ class _Entry:
         self.sort_key = (parsed.rank, route.method == ANY_METHOD, serial)
 
 
+def _sort_key(entry: _Entry) -> tuple:  # type: ignore[type-arg]
+    return entry.sort_key
+
+
 class LinearRouter:
     """Scan of regexes sorted by specificity (the oracle)."""
 
@@ -76,8 +81,9 @@ class LinearRouter:
             raise ValueError(f"duplicate route: {route.method} {route.pattern}")
         self._shapes.add(key)
         self._routes.append(route)
-        self._ordered.append(_Entry(route, parsed, len(self._routes)))
-        self._ordered.sort(key=lambda entry: entry.sort_key)
+        # Insert in place (O(n) shift, O(log n) search) rather than re-sorting
+        # the whole table on every add, which made registration quadratic.
+        bisect.insort(self._ordered, _Entry(route, parsed, len(self._routes)), key=_sort_key)
 
     def match(self, method: str, path: str) -> Match | None:
         for entry in self._ordered:
