@@ -297,6 +297,7 @@ class H3:
         router_stats = self.router.stats()
         return {
             "preset": self.config.preset_name,
+            "overrides": self.config.overrides(),
             "config": self.config.flat(),
             "router": {k: v for k, v in router_stats.items() if k != "cache"},
             "cache": router_stats.get("cache", {"policy": "none"}),

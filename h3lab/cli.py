@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
+import tomllib
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +25,7 @@ SUITES = {
 }
 
 
-class CLIError(Exception):
+class CLIError(ValueError):
     """A bad argument: printed as one line, exit status 2."""
 
 
@@ -61,9 +63,16 @@ def config_from_args(args: argparse.Namespace) -> Config | None:
     if not (args.config or args.preset or args.set):
         return None
     if args.config:
-        config = Config.load(args.config)
         if args.preset:
             raise CLIError("--config and --preset are mutually exclusive")
+        try:
+            config = Config.load(args.config)
+        except OSError as exc:
+            raise CLIError(f"cannot read config file {args.config!r}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise CLIError(f"config file {args.config!r} is not valid TOML: {exc}") from None
+        except json.JSONDecodeError as exc:
+            raise CLIError(f"config file {args.config!r} is not valid JSON: {exc}") from None
     else:
         config = Config.preset(args.preset or "balanced")
     if args.set:
@@ -134,4 +143,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Under ``python -m h3lab.cli`` this module runs as ``__main__``; call the
+    # ``h3lab.cli`` module's main so suites raising ``h3lab.cli.CLIError`` are
+    # caught by the same class.
+    from h3lab.cli import main as _main
+
+    sys.exit(_main())

@@ -162,6 +162,17 @@ class LimitsConfig:
     """Bytes buffered for a slow reader before the writer waits (backpressure)."""
     shutdown_grace: float = 10.0
     """Seconds in-flight requests get to finish on SIGTERM/SIGINT."""
+    max_chunked_overhead: int = 1024 * 1024
+    """Bytes of chunked framing (chunk sizes, extensions, CRLFs, trailers) a body
+    may carry on top of its data -> 413. Bounds the wire cost of a body sent
+    as 1-byte chunks or padded with huge chunk extensions."""
+    send_timeout: float = 60.0
+    """Seconds a response may make no write progress (a client that stopped
+    reading) before the connection is aborted and its handler cancelled."""
+    linger_timeout: float = 2.0
+    """Seconds a connection keeps reading and discarding after its final
+    response (a refusal, or Connection: close), so the client reads the answer
+    instead of a reset."""
 
     def validate(self) -> None:
         for name in (
@@ -176,7 +187,15 @@ class LimitsConfig:
         ):
             _check_int(f"limits.{name}", getattr(self, name), 1)
         _check_int("limits.max_requests_per_connection", self.max_requests_per_connection, 0)
-        for name in ("header_timeout", "body_timeout", "keepalive_timeout", "shutdown_grace"):
+        _check_int("limits.max_chunked_overhead", self.max_chunked_overhead, 0)
+        for name in (
+            "header_timeout",
+            "body_timeout",
+            "keepalive_timeout",
+            "shutdown_grace",
+            "send_timeout",
+            "linger_timeout",
+        ):
             _check_float(f"limits.{name}", getattr(self, name), 0.001)
 
 
@@ -227,8 +246,8 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     preset_name: str = "balanced"
-    """Which preset this config came from ('custom' once a value is changed).
-    The defaults are the balanced preset."""
+    """The preset this config was derived from (the defaults are "balanced").
+    ``overrides()`` says what differs from it; ``label`` names both."""
 
     def __post_init__(self) -> None:
         for name, cls in _SECTIONS.items():
@@ -315,7 +334,7 @@ class Config:
             section: dataclasses.replace(getattr(self, section), **vals)
             for section, vals in changes.items()
         }
-        return dataclasses.replace(self, preset_name="custom", **sections)
+        return dataclasses.replace(self, **sections)
 
     def with_overrides(self, assignments: list[str]) -> Config:
         """Apply CLI-style ``["cache.policy=lru", "cache.size=512"]``, typed per field."""
@@ -327,6 +346,19 @@ class Config:
             key = key.strip()
             dotted[key] = parse_value(key, raw.strip())
         return self.replace(**dotted) if dotted else self
+
+    # -- provenance --------------------------------------------------------
+
+    def overrides(self) -> dict[str, Any]:
+        """The dotted fields whose values differ from this config's base preset."""
+        base = Config.preset(self.preset_name).flat() if self.preset_name in PRESETS else {}
+        return {k: v for k, v in self.flat().items() if base.get(k, object()) != v}
+
+    @property
+    def label(self) -> str:
+        """``performance`` or ``performance+2`` (two fields changed from it)."""
+        changed = len(self.overrides())
+        return self.preset_name + (f"+{changed}" if changed else "")
 
     # -- export ------------------------------------------------------------
 

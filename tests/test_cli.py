@@ -121,3 +121,29 @@ def test_bad_arguments_fail_in_one_line(
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_config_file_errors_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    os.chdir(ROOT)
+    assert main(["serve", "tests.apps.basic:app", "--config", str(tmp_path / "missing.toml")]) == 2
+    assert "cannot read config file" in capsys.readouterr().err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[cache\nsize = ")
+    assert main(["serve", "tests.apps.basic:app", "--config", str(bad)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+    assert main(["serve", "tests.apps.basic:app", "--config", str(bad), "--preset", "minimal"]) == 2
+    assert "mutually exclusive" in capsys.readouterr().err
+
+
+def test_module_entry_point_reports_suite_errors_in_one_line() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "h3lab", "serve", "tests.apps.basic:app", "--set", "pool.size=-1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "pool.size" in proc.stderr

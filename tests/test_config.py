@@ -42,7 +42,9 @@ def test_replace_derives_variants_without_touching_the_original() -> None:
     base = Config.preset("performance")
     variant = base.replace("cache.size", 512)
     assert variant.cache.size == 512 and base.cache.size == 4096
-    assert variant.preset_name == "custom"
+    assert variant.preset_name == "performance" and variant.label == "performance+1"
+    assert variant.overrides() == {"cache.size": 512}
+    assert base.label == "performance" and base.overrides() == {}
     both = base.replace(**{"cache.policy": "lfu", "pool.size": 8, "pool.warmup": 4})
     assert (both.cache.policy, both.pool.size, both.pool.warmup) == ("lfu", 8, 4)
 

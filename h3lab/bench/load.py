@@ -120,8 +120,11 @@ class LoadResult:
     ) -> list[dict[str, Any]]:
         """Tidy rows: one per summary metric (``t`` None) and per series second (``t``).
 
-        The trailing partial second is left out of the series rows (every
-        metric over time drops it anyway). ``extra`` adds columns to each row.
+        ``t`` of a series row is the second since the timed phase started;
+        summary rows leave ``t`` None (``RunWriter`` stamps them with the
+        wall-clock time). The trailing partial second is left out of the
+        series rows (every metric over time drops it anyway). ``extra`` adds
+        columns to each row.
         """
         base: dict[str, Any] = {"study": study, "run_id": run_id, **(config_cols or {})}
         base["workload"] = self.workload
@@ -300,7 +303,9 @@ async def averify(
             if req.expect_body is not None and body != req.expect_body:
                 problems.append(f"{where}: body {body[:200]!r}, expected {req.expect_body[:200]!r}")
             problems.extend(
-                f"{where}: missing {name!r} header" for name in require_headers if name not in headers
+                f"{where}: missing {name!r} header"
+                for name in require_headers
+                if name not in headers
             )
     if problems:
         more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
@@ -349,8 +354,15 @@ class _Run:
     def measuring(self, sent_at: float) -> bool:
         return sent_at >= self.measure_start
 
-    def response(self, req: BenchRequest, sent_at: float, status: int, ctype: str | None,
-                 body: bytes, latency_from: float | None = None) -> None:  # fmt: skip
+    def response(
+        self,
+        req: BenchRequest,
+        sent_at: float,
+        status: int,
+        ctype: str | None,
+        body: bytes,
+        latency_from: float | None = None,
+    ) -> None:
         done = self.clock()
         self.status_counts[status] = self.status_counts.get(status, 0) + 1
         problem = check_response(req, status, ctype, body)
@@ -398,8 +410,9 @@ class _Run:
         )
 
 
-async def _bounded(tasks: list[asyncio.Task[Any]], hard_end: float, clock: Callable[[], float],
-                   run: _Run) -> None:  # fmt: skip
+async def _bounded(
+    tasks: list[asyncio.Task[Any]], hard_end: float, clock: Callable[[], float], run: _Run
+) -> None:
     """Wait for ``tasks`` until ``hard_end``; cancel what is left (it counts as timeouts)."""
     _, pending = await asyncio.wait(tasks, timeout=max(0.0, hard_end - clock()))
     if pending:
@@ -471,8 +484,11 @@ async def closed_loop(
     if pipelining == 1:
         tasks = await _closed_aiohttp(base, reqs, connections, timeout, run, may_send, hard_end)
     else:
+        run.notes.append(f"pipelined {pipelining} deep over raw asyncio streams (httptools parser)")
         tasks = [
-            asyncio.ensure_future(_pipelined_worker(host, port, s, pipelining, timeout, run, may_send))
+            asyncio.ensure_future(
+                _pipelined_worker(host, port, s, pipelining, timeout, run, may_send)
+            )
             for s in _slices(reqs, connections)
         ]
         await _bounded(tasks, hard_end, clock, run)
@@ -488,9 +504,15 @@ async def closed_loop(
     )
 
 
-async def _closed_aiohttp(base: str, reqs: list[BenchRequest], connections: int, timeout: float,
-                          run: _Run, may_send: Callable[[], tuple[bool, float]],
-                          hard_end: float) -> list[asyncio.Task[Any]]:  # fmt: skip
+async def _closed_aiohttp(
+    base: str,
+    reqs: list[BenchRequest],
+    connections: int,
+    timeout: float,
+    run: _Run,
+    may_send: Callable[[], tuple[bool, float]],
+    hard_end: float,
+) -> list[asyncio.Task[Any]]:
     import aiohttp
 
     connector = aiohttp.TCPConnector(limit=connections, limit_per_host=connections)
@@ -569,8 +591,9 @@ class _ResponseCollector:
         )
 
 
-async def pipelined_exchange(host: str, port: int, batch: Sequence[BenchRequest],
-                             timeout: float = 5.0) -> list[tuple[int, str | None, bytes]]:  # fmt: skip
+async def pipelined_exchange(
+    host: str, port: int, batch: Sequence[BenchRequest], timeout: float = 5.0
+) -> list[tuple[int, str | None, bytes]]:
     """Write ``batch`` pipelined on one new connection; the responses, in order.
 
     A small building block (and test hook) of the pipelining path.
@@ -589,9 +612,15 @@ async def pipelined_exchange(host: str, port: int, batch: Sequence[BenchRequest]
         writer.close()
 
 
-async def _pipelined_worker(host: str, port: int, mine: list[BenchRequest], depth: int,
-                            timeout: float, run: _Run,
-                            may_send: Callable[[], tuple[bool, float]]) -> None:  # fmt: skip
+async def _pipelined_worker(
+    host: str,
+    port: int,
+    mine: list[BenchRequest],
+    depth: int,
+    timeout: float,
+    run: _Run,
+    may_send: Callable[[], tuple[bool, float]],
+) -> None:
     wire = [encode_request(r, f"{host}:{port}") for r in mine]
     n = len(mine)
     i = 0
@@ -620,8 +649,8 @@ async def _pipelined_worker(host: str, port: int, mine: list[BenchRequest], dept
                     run.error("timeout", sent, len(batch))
                     raise
                 except Exception as exc:
-                    run.error(_classify(exc) if isinstance(exc, TimeoutError) else "connect",
-                              sent, len(batch))  # fmt: skip
+                    kind = "timeout" if isinstance(exc, TimeoutError) else "connect"
+                    run.error(kind, sent, len(batch))
                     await asyncio.sleep(CONNECT_BACKOFF_S)
                     continue
                 collector = _ResponseCollector()

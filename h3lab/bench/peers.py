@@ -46,57 +46,57 @@ class Peer:
     env: dict[str, str] = field(default_factory=dict)
 
 
+def _python(args: str) -> tuple[str, ...]:
+    """``python ARGS`` with this interpreter (so every server runs in the same venv)."""
+    return (sys.executable, *args.split())
+
+
 _UVICORN = (
-    "--host", "{host}", "--port", "{port}", "--loop", "uvloop", "--http", "httptools",
-    "--no-access-log", "--log-level", "warning",
-)  # fmt: skip
-
-
-def _uvicorn(app: str) -> tuple[str, ...]:
-    return (sys.executable, "-m", "uvicorn", app, *_UVICORN)
-
+    "--host {host} --port {port} --loop uvloop --http httptools --no-access-log --log-level warning"
+)
 
 PEERS: dict[str, Peer] = {
     p.name: p
     for p in (
         Peer(
             "aiohttp",
-            (sys.executable, "-m", "h3lab.bench.peer_apps.aiohttp_app", "--host", "{host}", "--port", "{port}"),
+            _python("-m h3lab.bench.peer_apps.aiohttp_app --host {host} --port {port}"),
             ("aiohttp", "uvloop"),
             "aiohttp.web on aiohttp's own server (uvloop, access log off)",
         ),
         Peer(
             "starlette-uvicorn",
-            _uvicorn("h3lab.bench.peer_apps.starlette_app:app"),
+            _python(f"-m uvicorn h3lab.bench.peer_apps.starlette_app:app {_UVICORN}"),
             ("starlette", "uvicorn", "uvloop", "httptools"),
             "Starlette on uvicorn (uvloop, httptools, no access log)",
         ),
         Peer(
             "starlette-granian",
-            (
-                sys.executable, "-m", "granian", "--interface", "asgi", "--host", "{host}",
-                "--port", "{port}", "--workers", "1", "--runtime-threads", "1", "--loop", "uvloop",
-                "--no-access-log", "--log-level", "warning",
-                "h3lab.bench.peer_apps.starlette_app:app",
-            ),  # fmt: skip
+            # One worker and one runtime thread (granian's defaults, stated):
+            # the same single core every other server gets.
+            _python(
+                "-m granian --interface asgi --host {host} --port {port} --workers 1 "
+                "--runtime-threads 1 --loop uvloop --no-access-log --log-level warning "
+                "h3lab.bench.peer_apps.starlette_app:app"
+            ),
             ("starlette", "granian", "uvloop"),
             "Starlette on granian (ASGI, 1 worker, 1 runtime thread, uvloop, no access log)",
         ),
         Peer(
             "falcon-uvicorn",
-            _uvicorn("h3lab.bench.peer_apps.falcon_app:app"),
+            _python(f"-m uvicorn h3lab.bench.peer_apps.falcon_app:app {_UVICORN}"),
             ("falcon", "uvicorn", "uvloop", "httptools"),
             "Falcon ASGI on uvicorn (uvloop, httptools, no access log)",
         ),
         Peer(
             "blacksheep-uvicorn",
-            _uvicorn("h3lab.bench.peer_apps.blacksheep_app:app"),
+            _python(f"-m uvicorn h3lab.bench.peer_apps.blacksheep_app:app {_UVICORN}"),
             ("blacksheep", "uvicorn", "uvloop", "httptools"),
             "BlackSheep on uvicorn (uvloop, httptools, no access log)",
         ),
         Peer(
             "raw",
-            (sys.executable, "-m", "h3lab.bench.peer_apps.raw", "--host", "{host}", "--port", "{port}"),
+            _python("-m h3lab.bench.peer_apps.raw --host {host} --port {port}"),
             ("httptools", "uvloop"),
             "the ceiling: a bare httptools protocol on uvloop with fixed responses",
         ),
@@ -123,7 +123,9 @@ def available_peers(
         peer = PEERS[name]
         missing = missing_modules(peer)
         if missing:
-            report(f"skipping peer {name!r}: missing module(s) {missing} (pip install h3lab[peers])")
+            report(
+                f"skipping peer {name!r}: missing module(s) {missing} (pip install h3lab[peers])"
+            )
         else:
             out.append(peer)
     return out
@@ -169,7 +171,11 @@ class Target:
                 name=self.name,
             )
         return ServerProcess(
-            app=H3LAB_APP, preset=self.preset, cpu=cpu, sample_interval=sample_interval, name=self.name
+            app=H3LAB_APP,
+            preset=self.preset,
+            cpu=cpu,
+            sample_interval=sample_interval,
+            name=self.name,
         )
 
     @property
@@ -227,7 +233,14 @@ def load_once(
     if engine == "wrk":
         paths = [r.path for r in reqs]
         if warmup > 0:
-            run_wrk(url, connections=connections, threads=threads, duration=warmup, paths=paths, cpu=load_cpu)
+            run_wrk(
+                url,
+                connections=connections,
+                threads=threads,
+                duration=warmup,
+                paths=paths,
+                cpu=load_cpu,
+            )
         return run_wrk(
             url,
             connections=connections,
@@ -281,8 +294,6 @@ def compare(
             for ep in endpoints:
                 verify(srv.url, endpoint_requests(ep), require_headers=target.require_headers)
             for ep in endpoints:
-                if progress is not None:
-                    progress(f"{target.name} {ep} rep {rep}")
                 result = load_once(
                     srv.url,
                     endpoint_requests(ep),
@@ -292,17 +303,26 @@ def compare(
                     load_cpu=load_cpu,
                     warmup=warmup,
                 )
-                extra = {"server": target.name, "endpoint": ep, "server_cpu": server_cpu, "load_cpu": load_cpu}
+                extra = {
+                    "server": target.name,
+                    "endpoint": ep,
+                    "server_cpu": server_cpu,
+                    "load_cpu": load_cpu,
+                }
                 rows += result.rows(
                     study, run_id, target.config_cols(), repetition=rep, extra=extra
                 )
+                if progress is not None:
+                    progress(f"{target.name} {ep} #{rep}: {result.throughput_rps:.0f} req/s")
         rows += srv.samples_rows(
             study, run_id, target.config_cols(), repetition=rep, extra={"server": target.name}
         )
     return rows
 
 
-def ratio_table(rows: Sequence[dict[str, Any]], reference: str | None = None) -> list[dict[str, Any]]:
+def ratio_table(
+    rows: Sequence[dict[str, Any]], reference: str | None = None
+) -> list[dict[str, Any]]:
     """Per endpoint and server: median req/s over repetitions and ``reference / server``.
 
     ``reference`` defaults to the first server whose name starts with

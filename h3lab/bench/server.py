@@ -307,7 +307,7 @@ class ServerProcess:
         if not self.stats_path or self.proc is None:
             return None
         self.stats_fetches += 1
-        with urllib.request.urlopen(self.url + self.stats_path, timeout=timeout) as resp:  # noqa: S310
+        with urllib.request.urlopen(self.url + self.stats_path, timeout=timeout) as resp:
             return json.loads(resp.read())
 
     def _processes(self, cache: dict[int, psutil.Process]) -> list[psutil.Process]:
@@ -338,12 +338,11 @@ class ServerProcess:
         cpu = 0.0
         procs = self._processes(cache)
         for p in procs:
-            with contextlib.suppress(psutil.Error):
-                with p.oneshot():
-                    rss += p.memory_info().rss
-                    cpu += p.cpu_percent(None)
-                    fds += p.num_fds()
-                    threads += p.num_threads()
+            with contextlib.suppress(psutil.Error), p.oneshot():
+                rss += p.memory_info().rss
+                cpu += p.cpu_percent(None)
+                fds += p.num_fds()
+                threads += p.num_threads()
         out: dict[str, Any] = {
             "t": round(time.monotonic() - self._t0, 3),
             "rss_bytes": rss,

@@ -158,7 +158,7 @@ def parse_wrk_output(text: str) -> dict[str, Any]:
         out["mean_ms"] = _seconds(m[1], m[2]) * 1000
         out["max_ms"] = _seconds(m[5], m[6]) * 1000
     for pct, value, unit in _RE_DIST.findall(text):
-        key = "p" + pct.rstrip("0").rstrip(".").replace(".", "_") + "_ms"
+        key = "p" + f"{float(pct):g}".replace(".", "_") + "_ms"  # 99.9 -> p99_9_ms
         out[key] = _seconds(value, unit) * 1000
     m = _RE_TOTAL.search(text)
     if m:
@@ -272,9 +272,9 @@ def run_wrk(
         raise ValueError("connections and threads must be >= 1")
     if threads > connections:
         raise ValueError(f"wrk needs connections >= threads, got {connections} < {threads}")
-    seconds = max(1, round(duration))
     if duration <= 0:
         raise ValueError(f"duration must be > 0, got {duration}")
+    seconds = max(1, round(duration))  # wrk takes whole seconds
     fd, script = tempfile.mkstemp(prefix="h3lab-wrk-", suffix=".lua")
     try:
         with os.fdopen(fd, "w") as fh:
@@ -298,7 +298,7 @@ def run_wrk(
             raise WrkError(f"wrk did not finish within {seconds + 15}s") from exc
     finally:
         os.unlink(script)
-    if proc.returncode != 0 or MARKER not in proc.stdout and "requests in" not in proc.stdout:
+    if proc.returncode != 0 or (MARKER not in proc.stdout and "requests in" not in proc.stdout):
         raise WrkError(
             f"wrk exited with code {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-1000:]}"
         )
@@ -306,7 +306,9 @@ def run_wrk(
     result = result_from_output(
         proc.stdout, url=url, workload=name, connections=connections, pipelining=pipelining
     )
-    result.notes.append(f"wrk -t{threads} -c{connections} -d{seconds}s" + (f" cpu={cpu}" if cpu is not None else ""))
+    result.notes.append(
+        f"wrk -t{threads} -c{connections} -d{seconds}s" + (f" cpu={cpu}" if cpu is not None else "")
+    )
     return result
 
 

@@ -6,10 +6,18 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from h3lab.bench.peer_apps import JSON_BODY, JSON_TYPE, N_FILLER, PLAINTEXT, resource_body, user_body
+from h3lab.bench.peer_apps import (
+    JSON_BODY,
+    JSON_TYPE,
+    N_FILLER,
+    PLAINTEXT,
+    resource_body,
+    user_body,
+)
 
 
 async def plaintext(request: web.Request) -> web.Response:
@@ -24,7 +32,7 @@ async def user(request: web.Request) -> web.Response:
     return web.Response(body=user_body(request.match_info["id"]), content_type=JSON_TYPE)
 
 
-def _resource(i: int):  # noqa: ANN202 - a handler factory
+def _resource(i: int) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
         return web.Response(body=resource_body(i, request.match_info["id"]), content_type=JSON_TYPE)
 

@@ -5,9 +5,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from blacksheep import Application, Content, Request, Response
 
-from h3lab.bench.peer_apps import JSON_BODY, JSON_TYPE, N_FILLER, PLAINTEXT, TEXT_TYPE, resource_body, user_body
+from h3lab.bench.peer_apps import (
+    JSON_BODY,
+    JSON_TYPE,
+    N_FILLER,
+    PLAINTEXT,
+    TEXT_TYPE,
+    resource_body,
+    user_body,
+)
 
 _TEXT = TEXT_TYPE.encode()
 _JSON = JSON_TYPE.encode()
@@ -25,7 +35,7 @@ async def user(request: Request) -> Response:
     return Response(200, None, Content(_JSON, user_body(request.route_values["id"])))
 
 
-def _resource(i: int):  # noqa: ANN202 - a handler factory
+def _resource(i: int) -> Callable[[Request], Awaitable[Response]]:
     async def handler(request: Request) -> Response:
         return Response(200, None, Content(_JSON, resource_body(i, request.route_values["id"])))
 

@@ -8,7 +8,15 @@ from __future__ import annotations
 import falcon
 import falcon.asgi
 
-from h3lab.bench.peer_apps import JSON_BODY, JSON_TYPE, N_FILLER, PLAINTEXT, TEXT_TYPE, resource_body, user_body
+from h3lab.bench.peer_apps import (
+    JSON_BODY,
+    JSON_TYPE,
+    N_FILLER,
+    PLAINTEXT,
+    TEXT_TYPE,
+    resource_body,
+    user_body,
+)
 
 
 class Plaintext:
@@ -24,7 +32,7 @@ class JsonHello:
 
 
 class User:
-    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, id: str) -> None:  # noqa: A002
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, id: str) -> None:
         resp.content_type = JSON_TYPE
         resp.data = user_body(id)
 
@@ -33,7 +41,7 @@ class Resource:
     def __init__(self, i: int) -> None:
         self.i = i
 
-    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, id: str) -> None:  # noqa: A002
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, id: str) -> None:
         resp.content_type = JSON_TYPE
         resp.data = resource_body(self.i, id)
 

@@ -6,12 +6,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from h3lab.bench.peer_apps import JSON_BODY, JSON_TYPE, N_FILLER, PLAINTEXT, TEXT_TYPE, resource_body, user_body
+from h3lab.bench.peer_apps import (
+    JSON_BODY,
+    JSON_TYPE,
+    N_FILLER,
+    PLAINTEXT,
+    TEXT_TYPE,
+    resource_body,
+    user_body,
+)
 
 
 async def plaintext(request: Request) -> Response:
@@ -26,7 +36,7 @@ async def user(request: Request) -> Response:
     return Response(user_body(request.path_params["id"]), media_type=JSON_TYPE)
 
 
-def _resource(i: int):  # noqa: ANN202 - a handler factory
+def _resource(i: int) -> Callable[[Request], Awaitable[Response]]:
     async def handler(request: Request) -> Response:
         return Response(resource_body(i, request.path_params["id"]), media_type=JSON_TYPE)
 
