@@ -66,6 +66,11 @@ SLACK_S = 2.0
 CONNECT_BACKOFF_S = 0.01
 """Pause after a connect error so a dead server does not turn the client into a busy loop."""
 DEFAULT_POOL = 10_000
+# A workload that must never repeat a key gets a pool sized to the run, up to
+# this cap (generation costs ~8 us a request); beyond it the pool cycles and
+# LoadResult.pool_wrapped says so.
+UNIQUE_POOL_CAP = 400_000
+UNIQUE_RATE_GUESS = 40_000  # requests/s assumed when sizing for a timed run
 """Requests drawn from a workload for a duration-bounded run (cycled)."""
 
 
@@ -169,6 +174,14 @@ def _empty_errors() -> dict[str, int]:
 
 
 # -- requests and checks -----------------------------------------------------------
+
+
+def _repeats_keys(workload: Any) -> bool:
+    if isinstance(workload, str) and not workload.startswith("/"):
+        from h3lab.bench.workloads import make_workload
+
+        workload = make_workload(workload)
+    return bool(getattr(workload, "repeats_keys", True))
 
 
 def resolve_requests(workload: Any, count: int) -> tuple[str, list[BenchRequest]]:
@@ -460,6 +473,9 @@ async def closed_loop(
     if warmup < 0 or timeout <= 0:
         raise ValueError("warmup must be >= 0 and timeout > 0")
     pool = min(requests, 100_000) if requests else DEFAULT_POOL
+    if not _repeats_keys(workload):
+        wanted = requests or int((duration or max_duration) + warmup) * UNIQUE_RATE_GUESS
+        pool = min(max(pool, wanted), UNIQUE_POOL_CAP)
     name, reqs = resolve_requests(workload, pool)
     if pipelining > 1 and any(r.method == "HEAD" for r in reqs):
         raise ValueError("the pipelining path cannot parse responses to HEAD requests")
@@ -743,7 +759,8 @@ async def open_loop(
     if connections < 1:
         raise ValueError(f"connections must be >= 1, got {connections}")
     total = max(1, int(rate * duration))
-    name, reqs = resolve_requests(workload, min(total, DEFAULT_POOL))
+    cap = UNIQUE_POOL_CAP if not _repeats_keys(workload) else DEFAULT_POOL
+    name, reqs = resolve_requests(workload, min(total, cap))
     base, _, _ = _split_url(url)
     clock = time.perf_counter
     t0 = clock() + 0.05  # a moment for the workers to start before the first slot

@@ -467,6 +467,10 @@ class Workload:
     """
 
     name: str = "workload"
+    repeats_keys: bool = True
+    """False for workloads whose point is never repeating a key (adversarial):
+    load engines must then pre-generate enough requests for the whole run
+    instead of cycling a small pool, or the cache would see hits it must not."""
 
     def __init__(self, seed: int = 0, params: dict[str, Any] | None = None) -> None:
         self.seed = seed
@@ -617,6 +621,7 @@ _ADV_MODULUS = (1 << 61) - 1
 
 class _AdversarialWorkload(Workload):
     name = "adversarial"
+    repeats_keys = False
 
     def __init__(self, seed: int, junk_share: float) -> None:
         if not 0.0 <= junk_share <= 1.0:
