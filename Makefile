@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint serve study lab clean
+.PHONY: install test lint serve study lab figures clean
 
 # The venv is (re)built when pyproject.toml changes: it is the one list of dependencies.
 $(STAMP): pyproject.toml
@@ -24,6 +24,22 @@ test: $(STAMP) lint
 
 serve: $(STAMP)
 	$(BIN)/h3lab serve h3lab.examples.demo:app --preset balanced --port 3000
+
+# The research suite: every notebook (default sizes), then the report. The report
+# is built even if a study failed; the failure is then the exit status.
+study: $(STAMP)
+	$(BIN)/h3lab study all; status=$$?; \
+	$(BIN)/h3lab study report; \
+	exit $$status
+
+# JupyterLab on notebooks/ with the venv's kernel (checked, installed into the venv if shadowed).
+lab: $(STAMP)
+	$(BIN)/h3lab study kernel
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+# The README's figures, regenerated from a fresh full run.
+figures: study
+	$(BIN)/h3lab study figures
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

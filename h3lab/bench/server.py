@@ -181,7 +181,10 @@ class ServerProcess:
         if self.proc is not None:
             raise RuntimeError("already started")
         argv = self.argv()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})}
+        # A server keeps randomized hashing (hash-flooding defence) even when the
+        # caller -- a study kernel -- runs with a fixed PYTHONHASHSEED.
+        inherited = {k: v for k, v in os.environ.items() if k != "PYTHONHASHSEED"}
+        env = {**inherited, "PYTHONUNBUFFERED": "1", **(self.env or {})}
         preexec = None
         if self.cpu is not None and not shutil.which("taskset"):
             cpu = self.cpu

@@ -1,0 +1,569 @@
+"""Run one study notebook with papermill into its run folder.
+
+The contract between the runner and a notebook
+----------------------------------------------
+The notebook has exactly one cell tagged ``parameters`` defining at least
+``quick`` (bool), ``run_id`` and ``out_dir`` (both ``None`` by default, so the
+notebook also runs by hand in JupyterLab). The runner injects ``run_id`` and
+``out_dir`` = ``<root>/<study>/<run_id>`` so the ``RunWriter`` inside the
+notebook (``h3lab.studies.notebook.start``) writes ``results.parquet`` and
+``meta.json`` into the same folder as the executed notebook::
+
+    data/runs/<study>/<run_id>/
+        NN_name.ipynb       the executed notebook (kept, partial, when a cell fails)
+        NN_name.html        the same, rendered by nbconvert (opens without Jupyter)
+        results.parquet     tidy rows (h3lab.bench.results)
+        meta.json           parameters, versions, machine, git commit + "study_run"
+        conclusion.md       the computed conclusion (read by the report)
+        figures/*.png|svg   every chart
+
+The kernel runs in the repository root (relative paths such as
+``data/traces/sample.csv`` resolve there) and with ``H3LAB_STUDY_RUN=1`` in its
+environment (charts are then shown as static images, so executed notebooks
+and their HTML need no JavaScript from a CDN).
+
+Kernel choice: the notebook must run on *this* interpreter (the project's
+venv). The native ``python3`` kernelspec does so (jupyter_client substitutes
+``sys.executable`` for a bare ``python``), unless a kernelspec named
+``python3`` with an absolute path to another interpreter shadows it; then a
+kernelspec ``h3lab`` for this interpreter is installed into ``sys.prefix``
+(the venv, not the user's home) and used.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from h3lab.studies.registry import Study, repo_root
+
+STUDY_RUN_ENV = "H3LAB_STUDY_RUN"
+KERNEL_NAME = "h3lab"
+RESERVED_PARAMETERS = ("run_id", "out_dir")
+DEFAULT_TIMEOUT_S = 1800
+"""Per cell, for full runs (a load study's cell runs minutes at most)."""
+QUICK_TIMEOUT_S = 300
+"""Per cell, in quick mode: a hang fails CI instead of stalling it."""
+
+
+class StudyFailure(Exception):
+    """A notebook failed: which one, which cell, which error, where the partial output is."""
+
+    def __init__(
+        self,
+        study: str,
+        notebook: Path,
+        output: Path,
+        cell_index: int | None,
+        exec_count: int | None,
+        ename: str,
+        evalue: str,
+        source: str = "",
+        traceback: str = "",
+    ) -> None:
+        self.study = study
+        self.notebook = notebook
+        self.output = output
+        self.cell_index = cell_index
+        self.exec_count = exec_count
+        self.ename = ename
+        self.evalue = evalue
+        self.source = source
+        self.traceback = traceback
+        super().__init__(self.summary())
+
+    def summary(self) -> str:
+        where = "before any cell ran" if self.cell_index is None else f"cell {self.cell_index}"
+        if self.exec_count is not None:
+            where += f" (In [{self.exec_count}])"
+        return f"{self.notebook}: {where}: {self.ename}: {self.evalue}".rstrip(": ")
+
+    def describe(self) -> str:
+        """Several lines for the terminal: summary, the cell's first lines, the traceback tail."""
+        lines = [
+            f"study {self.study} FAILED",
+            f"  notebook: {self.notebook}",
+            f"  error:    {self.summary()}",
+        ]
+        if self.source:
+            head = self.source.strip().splitlines()[:6]
+            lines.append("  cell source:")
+            lines.extend(f"    | {line}" for line in head)
+        if self.traceback:
+            tail = self.traceback.strip().splitlines()[-12:]
+            lines.append("  traceback (last lines):")
+            lines.extend(f"    {line}" for line in tail)
+        lines.append(f"  partial output kept: {self.output}")
+        return "\n".join(lines)
+
+
+@dataclass
+class RunResult:
+    study: Study
+    run_id: str
+    run_dir: Path
+    notebook: Path
+    ok: bool
+    duration_s: float
+    parameters: dict[str, Any]
+    html: Path | None = None
+    failure: StudyFailure | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+# -- kernel --------------------------------------------------------------------------
+
+
+def _runs_this_interpreter(argv0: str) -> bool:
+    # jupyter_client.manager.format_kernel_cmd swaps these for sys.executable.
+    native = {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])}
+    if argv0 in native:
+        return True
+    try:
+        return Path(argv0).resolve() == Path(sys.executable).resolve()
+    except OSError:
+        return False
+
+
+def ensure_kernel() -> str:
+    """The name of a kernelspec that runs ``sys.executable`` (installing one if needed)."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    manager = KernelSpecManager()
+    for name in ("python3", KERNEL_NAME):
+        try:
+            spec = manager.get_kernel_spec(name)
+        except NoSuchKernel:
+            continue
+        if spec.argv and _runs_this_interpreter(spec.argv[0]):
+            return name
+    # python3 points at another interpreter: install ours into this venv.
+    from ipykernel.kernelspec import install
+
+    install(kernel_name=KERNEL_NAME, display_name="Python (h3lab)", prefix=sys.prefix)
+    spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
+    if not spec.argv or not _runs_this_interpreter(spec.argv[0]):
+        raise RuntimeError(
+            f"kernelspec {KERNEL_NAME!r} resolves to {spec.resource_dir} ({spec.argv[:1]}), not to "
+            f"{sys.executable}; remove that kernelspec (jupyter kernelspec remove {KERNEL_NAME})"
+        )
+    return KERNEL_NAME
+
+
+# -- parameters ----------------------------------------------------------------------
+
+
+def notebook_parameters(path: str | Path) -> dict[str, dict[str, Any]]:
+    """``{name: {"default": text, "type": name, "help": text}}`` of the ``parameters`` cell."""
+    import tempfile
+
+    import nbformat
+    import papermill as pm
+
+    nb = nbformat.read(str(path), as_version=4)
+    if nb.metadata.get("kernelspec", {}).get("name"):
+        inspected = pm.inspect_notebook(str(path))
+    else:
+        # papermill needs a kernel name to pick the parameter parser; the runner
+        # passes one at execution, so a notebook without kernelspec is fine.
+        nb.metadata["kernelspec"] = {
+            "name": "python3",
+            "language": "python",
+            "display_name": "Python 3",
+        }
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = Path(tmp) / Path(path).name
+            nbformat.write(nb, str(copy))
+            inspected = pm.inspect_notebook(str(copy))
+    return {
+        name: {
+            "default": info.get("default"),
+            "type": info.get("inferred_type_name"),
+            "help": info.get("help", ""),
+        }
+        for name, info in inspected.items()
+    }
+
+
+def coerce(raw: Any, default_text: str | None) -> Any:
+    """A ``-p key value`` text turned into the type of the parameter's default.
+
+    ``"20"`` -> 20 for an int default, ``"true"`` -> True for a bool, a Python or
+    JSON literal for lists/dicts/None defaults; non-text values pass unchanged.
+    """
+    if not isinstance(raw, str):
+        return raw
+    text = raw.strip()
+    try:
+        default = ast.literal_eval(default_text) if default_text is not None else None
+    except (ValueError, SyntaxError):
+        default = None  # an expression default: fall back to literal parsing below
+    if isinstance(default, bool):
+        low = text.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected true/false, got {raw!r}")
+    if isinstance(default, str):
+        return text
+    for parse in (ast.literal_eval, json.loads):
+        try:
+            value = parse(text)
+        except (ValueError, SyntaxError, TypeError):
+            continue
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+    if text.lower() in ("none", "null"):
+        return None
+    if isinstance(default, int | float):
+        raise ValueError(f"expected a number, got {raw!r}")
+    return text  # a bare word for a None/list default: a string
+
+
+def resolve_parameters(study: Study, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate ``given`` against the notebook's parameters cell and type the values."""
+    known = notebook_parameters(study.path)
+    out: dict[str, Any] = {}
+    for key, raw in given.items():
+        if key in RESERVED_PARAMETERS:
+            raise ValueError(f"{key} is set by the runner, not by -p")
+        if key not in known:
+            names = ", ".join(n for n in known if n not in RESERVED_PARAMETERS)
+            raise ValueError(f"{study.slug} has no parameter {key!r}; its parameters: {names}")
+        try:
+            out[key] = coerce(raw, known[key]["default"])
+        except ValueError as exc:
+            raise ValueError(f"parameter {key}: {exc}") from None
+    return out
+
+
+# -- execution ------------------------------------------------------------------------
+
+
+KERNEL_HASH_SEED = 0
+
+
+@contextmanager
+def _env(name: str, value: str) -> Any:
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
+def _text(source: Any) -> str:
+    return "".join(source) if isinstance(source, list) else str(source or "")
+
+
+def failure_from_notebook(study: Study, output: Path, exc: BaseException | None) -> StudyFailure:
+    """Locate the failing cell in the (partial) output notebook."""
+    import nbformat
+    from papermill.exceptions import PapermillExecutionError, strip_color
+
+    cells: list[Any] = []
+    with suppress(OSError, ValueError):
+        cells = [
+            c
+            for c in nbformat.read(str(output), as_version=4).cells
+            if "papermill-error-cell-tag" not in c.get("metadata", {}).get("tags", [])
+        ]
+    if isinstance(exc, PapermillExecutionError):
+        index = _source_index(cells, exc.exec_count, exc.source)
+        return StudyFailure(
+            study.name,
+            study.path,
+            output,
+            index,
+            exc.exec_count,
+            exc.ename,
+            strip_color(str(exc.evalue)),
+            _text(exc.source),
+            strip_color("\n".join(exc.traceback or [])),
+        )
+    # A timeout or a dead kernel: the failing cell is the last one that started.
+    started = [
+        i
+        for i, c in enumerate(cells)
+        if c.get("metadata", {}).get("papermill", {}).get("start_time")
+    ]
+    index = started[-1] if started else None
+    cell = cells[index] if index is not None else {}
+    name = type(exc).__name__ if exc is not None else "Error"
+    return StudyFailure(
+        study.name,
+        study.path,
+        output,
+        _source_number(cells, index),
+        cell.get("execution_count") if cell else None,
+        name,
+        str(exc).strip().splitlines()[0] if exc is not None and str(exc).strip() else "",
+        _text(cell.get("source")) if cell else "",
+    )
+
+
+def _is_injected(cell: Any) -> bool:
+    return "injected-parameters" in cell.get("metadata", {}).get("tags", [])
+
+
+def _source_number(cells: list[Any], index: int | None) -> int | None:
+    """Index of an output-notebook cell in the *source* notebook (without the injected cell)."""
+    if index is None:
+        return None
+    return index - sum(1 for c in cells[:index] if _is_injected(c))
+
+
+def _source_index(cells: list[Any], exec_count: int | None, source: Any) -> int | None:
+    text = _text(source)
+    for i, cell in enumerate(cells):
+        if cell.get("cell_type") == "code" and (
+            (exec_count is not None and cell.get("execution_count") == exec_count)
+            or _text(cell.source) == text
+        ):
+            return _source_number(cells, i)
+    return None
+
+
+def render_html(notebook: Path, html: Path | None = None) -> Path:
+    """The executed notebook as a standalone HTML page (no script from a CDN)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    html = html or notebook.with_suffix(".html")
+    exporter = HTMLExporter(template_name="lab")
+    # MathJax and require.js are fetched from CDNs; the studies need neither
+    # (charts are static images in executed notebooks), so the page stays offline.
+    exporter.mathjax_url = ""
+    exporter.require_js_url = ""
+    body, _ = exporter.from_notebook_node(nbformat.read(str(notebook), as_version=4))
+    body = strip_remote_scripts(body)
+    html.write_text(body, encoding="utf-8")
+    return html
+
+
+def strip_remote_scripts(html: str) -> str:
+    """Remove ``<script src="http...">`` and empty ``<script src="">`` tags.
+
+    A page opened offline must not wait on a CDN, and an empty ``src`` makes the
+    browser load the page itself as a script (a console error).
+    """
+    import re
+
+    return re.sub(r"<script[^>]*\bsrc=[\"'](?:https?://[^\"']*)?[\"'][^>]*>\s*</script>", "", html)
+
+
+def update_meta(
+    run_dir: Path, study: Study, run_id: str, record: dict[str, Any], params: dict[str, Any]
+) -> Path:
+    """Merge the runner's record into ``meta.json`` (creating it, bench-style, if the notebook did not)."""
+    from h3lab.bench.results import META_FILE, RunWriter
+
+    path = run_dir / META_FILE
+    meta: dict[str, Any] | None = None
+    if path.is_file():
+        try:
+            meta = json.loads(path.read_text())
+        except ValueError:
+            meta = None
+    if not isinstance(meta, dict):
+        meta = RunWriter(study.name, run_id, root=run_dir.parent.parent, params=params).meta()
+    meta["study_run"] = record
+    tmp = path.with_name(f".{META_FILE}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def run_study(
+    study: Study,
+    params: Mapping[str, Any] | None = None,
+    *,
+    quick: bool = False,
+    root: str | Path = "data/runs",
+    run_id: str | None = None,
+    kernel_name: str | None = None,
+    execution_timeout: int | None = None,
+    progress: bool = True,
+    log_output: bool = False,
+    html: bool = True,
+    cwd: str | Path | None = None,
+) -> RunResult:
+    """Execute ``study`` into ``<root>/<study.name>/<run_id>/``; never raises for a failing cell.
+
+    A failure is returned in ``RunResult.failure`` (the partial notebook is
+    kept); bad parameters raise ``ValueError`` before anything runs.
+    """
+    import papermill as pm
+
+    from h3lab.bench.results import new_run_id
+
+    given = resolve_parameters(study, dict(params or {}))
+    known = notebook_parameters(study.path)
+    missing = [p for p in ("quick", *RESERVED_PARAMETERS) if p not in known]
+    if missing:
+        raise ValueError(
+            f"{study.slug}: its parameters cell lacks {missing} (see h3lab.studies.runner)"
+        )
+    run_id = run_id or new_run_id()
+    root = Path(root)
+    if not root.is_absolute():
+        root = (Path(cwd) if cwd is not None else repo_root()) / root
+    run_dir = root / study.name / run_id
+    (run_dir / "figures").mkdir(parents=True, exist_ok=True)
+    output = run_dir / study.path.name
+    parameters = {**given, "run_id": run_id, "out_dir": str(run_dir)}
+    if quick:
+        parameters["quick"] = True
+    kernel = kernel_name or ensure_kernel()
+    timeout = execution_timeout or (
+        QUICK_TIMEOUT_S if parameters.get("quick") else DEFAULT_TIMEOUT_S
+    )
+    progress_bar: Any = False
+    if progress:
+        progress_bar = {"desc": study.slug, "unit": "cell", "file": sys.stderr, "leave": True}
+    started = time.time()
+    t0 = time.perf_counter()
+    failure: StudyFailure | None = None
+    # The kernel inherits this process's environment. A fixed hash seed makes
+    # in-kernel simulations that hash keys (W-TinyLFU's frequency sketch)
+    # reproducible from run to run; servers started by the studies keep their
+    # own randomized hashing, which defends them against hash flooding.
+    with _env(STUDY_RUN_ENV, "1"), _env("PYTHONHASHSEED", str(KERNEL_HASH_SEED)):
+        try:
+            pm.execute_notebook(
+                str(study.path),
+                str(output),
+                parameters=parameters,
+                kernel_name=kernel,
+                progress_bar=progress_bar,
+                log_output=log_output,
+                cwd=str(cwd or repo_root()),
+                start_timeout=120,
+                execution_timeout=timeout,
+            )
+        except Exception as exc:
+            failure = failure_from_notebook(study, output, exc)
+    duration = time.perf_counter() - t0
+    record = {
+        "status": "failed" if failure else "ok",
+        "notebook": str(study.path.relative_to(repo_root()))
+        if study.path.is_relative_to(repo_root())
+        else str(study.path),
+        "slug": study.slug,
+        "output": output.name,
+        "parameters": parameters,
+        "quick": bool(parameters.get("quick")),
+        "kernel": kernel,
+        "python": sys.executable,
+        "started": started,
+        "duration_s": round(duration, 3),
+        "error": failure.summary() if failure else None,
+    }
+    result = RunResult(
+        study, run_id, run_dir, output, failure is None, duration, parameters, failure=failure
+    )
+    if html and output.is_file():
+        try:
+            result.html = render_html(output)
+            record["html"] = result.html.name
+        except Exception as exc:  # the run stands even if its rendering fails
+            result.warnings.append(f"nbconvert HTML failed: {exc!r}")
+    update_meta(run_dir, study, run_id, record, parameters)
+    if failure is None:
+        result.warnings.extend(check_outputs(run_dir))
+    return result
+
+
+def check_outputs(run_dir: Path) -> list[str]:
+    """What a successful run should have left behind (warnings, not errors)."""
+    problems = []
+    if not (run_dir / "results.parquet").is_file():
+        problems.append("no results.parquet (did the notebook call run.write()?)")
+    figures = run_dir / "figures"
+    if not any(figures.glob("*.png")):
+        problems.append("no figures/*.png")
+    if not (run_dir / "conclusion.md").is_file():
+        problems.append("no conclusion.md")
+    return problems
+
+
+# -- finding runs -------------------------------------------------------------------------
+
+
+def run_status(run_dir: Path) -> str:
+    """``ok``, ``failed`` or ``unknown`` (a run not made by the runner: ok if it has results)."""
+    try:
+        meta = json.loads((run_dir / "meta.json").read_text())
+    except (OSError, ValueError):
+        return "unknown"
+    status = (meta.get("study_run") or {}).get("status")
+    if status in ("ok", "failed"):
+        return str(status)
+    return "ok" if (run_dir / "results.parquet").is_file() else "unknown"
+
+
+def latest_ok_run(study: str, root: str | Path = "data/runs") -> Path | None:
+    """The newest successful run directory of ``study`` under ``root`` (None if none)."""
+    from h3lab.bench.results import run_dirs
+
+    for run_dir in reversed(run_dirs(study, root)):
+        if run_status(run_dir) == "ok" and (run_dir / "results.parquet").is_file():
+            return run_dir
+    return None
+
+
+def ensure_runs(
+    studies: list[str],
+    root: str | Path,
+    run_missing: bool = True,
+    quick: bool = True,
+    log: Any = print,
+) -> dict[str, Path | None]:
+    """The latest successful run of each study; a missing one is run first (quick) when allowed.
+
+    Each missing study runs in a child ``h3lab study run`` process: a summary
+    notebook must not drive papermill from inside its own kernel.
+    """
+    import subprocess
+
+    found: dict[str, Path | None] = {}
+    for name in studies:
+        run_dir = latest_ok_run(name, root)
+        if run_dir is None and run_missing:
+            log(
+                f"{name}: no successful run under {root}; running it now{' (quick)' if quick else ''}"
+            )
+            argv = [
+                sys.executable,
+                "-m",
+                "h3lab.cli",
+                "study",
+                "run",
+                name,
+                "--root",
+                str(root),
+                "--no-progress",
+            ]
+            if quick:
+                argv.append("--quick")
+            done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=1800)
+            if done.returncode != 0:
+                log(f"{name}: the run failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+            run_dir = latest_ok_run(name, root)
+        log(f"{name}: {run_dir if run_dir is not None else 'no run'}")
+        found[name] = run_dir
+    return found

@@ -1,0 +1,114 @@
+"""The HTML report: latest successful run per study, self-contained, escaped."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from h3lab.cli import main
+from h3lab.studies import registry
+from h3lab.studies.report import build_report, collect, conclusion_of
+
+from .conftest import make_run
+
+
+@pytest.fixture
+def runs(tmp_path: Path, studies_dir: Path) -> Path:
+    root = tmp_path / "runs"
+    make_run(root, "alpha", "20260101T000000000Z-aaaaaa", slug="01_alpha", figures=("hit_ratio", "lookup"),
+             conclusion="Alpha hits **42%** <script>alert(1)</script>", params={"quick": False, "sizes": [1, 2]},
+             timestamp="2026-01-01T00:00:00+00:00")  # fmt: skip
+    make_run(root, "alpha", "20260102T000000000Z-bbbbbb", slug="01_alpha", status="failed", figures=(),
+             conclusion=None, timestamp="2026-01-02T00:00:00+00:00")  # fmt: skip
+    make_run(root, "summary", "20260103T000000000Z-cccccc", slug="00_summary", figures=("headline",),
+             conclusion=None, notebook_conclusion="| a | b |\n|---|---|\n| 1 | 2 |\n\nFrom the **tagged** cell.",
+             timestamp="2026-01-03T00:00:00+00:00")  # fmt: skip
+    return root
+
+
+def test_collect_picks_the_latest_successful_run(runs: Path, studies_dir: Path) -> None:
+    sections = {s.study.name: s for s in collect(runs, registry.discover(studies_dir))}
+    alpha = sections["alpha"]
+    assert alpha.run_dir is not None and alpha.run_dir.name == "20260101T000000000Z-aaaaaa"
+    assert alpha.newer_failed == "20260102T000000000Z-bbbbbb"
+    assert [p.stem for p in alpha.figures] == ["hit_ratio", "lookup"]  # drawing order
+    assert sections["beta"].run_dir is None
+    assert "tagged" in sections["summary"].conclusion
+
+
+def test_report_content_and_self_containment(runs: Path, studies_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    index = build_report(runs, out, registry.discover(studies_dir))
+    page = index.read_text()
+    # order: the summary first (registry order), then alpha, then beta without a run
+    assert page.index("id='summary'") < page.index("id='alpha'") < page.index("id='beta'")
+    assert "No successful run yet" in page and "h3lab study run beta" in page
+    assert "failed; this is the latest successful one" in page
+    # conclusion rendered as Markdown, and escaped
+    assert "<strong>42%</strong>" in page
+    assert "<script>alert" not in page and "&lt;script&gt;" in page
+    assert "<table>" in page and "<strong>tagged</strong>" in page
+    # parameters, machine, links to executed notebooks and their HTML
+    assert (
+        "sizes" in page and "quick mode" not in page.split("id='alpha'")[1].split("</section>")[0]
+    )
+    assert "01_alpha.ipynb" in page and "01_alpha.html" in page and "notebook as HTML" in page
+    # no script at all, nothing from the network, every local reference exists in the report folder
+    assert "<script" not in page
+    refs = re.findall(r"(?:src|href)='([^']+)'", page)
+    assert refs
+    for ref in refs:
+        if ref.startswith("#"):
+            continue
+        assert not re.match(r"^[a-z]+:", ref), ref
+        assert (out / ref).is_file(), ref
+    assert (out / "alpha" / "figures" / "hit_ratio.png").stat().st_size > 0
+    assert (out / "alpha" / "figures" / "hit_ratio.svg").stat().st_size > 0
+
+
+def test_report_is_rebuilt_cleanly(runs: Path, studies_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    (out / "alpha" / "figures").mkdir(parents=True)
+    (out / "alpha" / "figures" / "stale.png").write_bytes(b"old")
+    build_report(runs, out, registry.discover(studies_dir))
+    assert not (out / "alpha" / "figures" / "stale.png").exists()
+
+
+def test_empty_runs_folder_still_gives_a_page(tmp_path: Path, studies_dir: Path) -> None:
+    index = build_report(tmp_path / "nothing", tmp_path / "report", registry.discover(studies_dir))
+    assert index.read_text().count("No successful run yet") == 3
+
+
+def test_conclusion_fallbacks(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path, "x", "20260101T000000000Z-dddddd", conclusion=None, figures=(),
+                       notebook_conclusion="From the cell.")  # fmt: skip
+    assert conclusion_of(run_dir, run_dir / "01_x.ipynb") == "From the cell."
+    (run_dir / "conclusion.md").write_text("From the file.\n")
+    assert conclusion_of(run_dir, run_dir / "01_x.ipynb") == "From the file."
+    assert conclusion_of(tmp_path, None) == ""
+
+
+def test_cli_report(runs: Path, studies_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                    capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    monkeypatch.setenv(registry.ROOT_ENV, str(tmp_path))
+    assert main(["study", "report", "--root", str(runs), "--out", str(tmp_path / "r")]) == 0
+    assert str(tmp_path / "r" / "index.html") in capsys.readouterr().out
+    assert main(["study", "list", "--root", str(runs)]) == 0
+    listing = capsys.readouterr().out
+    assert "alpha" in listing and "FAILED" in listing and "20260101T000000000Z-aaaaaa" in listing
+
+
+def test_export_readme_figures(tmp_path: Path) -> None:
+    from h3lab.studies.report import export_figures
+
+    root = tmp_path / "runs"
+    make_run(root, "alpha", "20260101T000000000Z-aaaaaa", figures=("hit_ratio",))
+    written = export_figures(root, tmp_path / "figs", (("alpha", "hit_ratio"),))
+    assert sorted(p.name for p in written) == ["alpha-hit_ratio.png", "alpha-hit_ratio.svg"]
+    assert all(p.stat().st_size > 0 for p in written)
+    with pytest.raises(ValueError, match=r"no figures/missing\.png"):
+        export_figures(root, tmp_path / "figs", (("alpha", "missing"),))
+    with pytest.raises(ValueError, match="no successful run of 'beta'"):
+        export_figures(root, tmp_path / "figs", (("beta", "x"),))
