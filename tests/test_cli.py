@@ -147,3 +147,16 @@ def test_module_entry_point_reports_suite_errors_in_one_line() -> None:
     )
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "pool.size" in proc.stderr
+
+
+def test_serving_never_imports_the_research_stack() -> None:
+    code = (
+        "import sys, h3lab.cli; h3lab.cli.build_parser();"
+        "import h3lab.examples.demo, h3lab.server;"
+        "heavy = [m for m in ('pandas', 'pyarrow', 'altair', 'papermill', 'optuna', 'jupyter_client')"
+        " if m in sys.modules]; print(heavy)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -15,6 +15,8 @@ import pytest
 
 from h3lab import H3, Config, Server
 from h3lab.event import H3Event
+from h3lab.server import framing
+from h3lab.server.protocol import HttpProtocol
 from tests.conftest import raw_exchange
 
 GET_OK = b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -347,5 +349,202 @@ async def test_absolute_form_routes_by_path() -> None:
             b"GET http://example.com/fast/9?x=1 HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n",
         )
         assert data.endswith(b"fast 9")
+    finally:
+        await server.shutdown(1)
+
+
+# -- framing (sans-IO) and the as-it-arrives accounting ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [
+        (b"example.com", True),
+        (b"localhost:8080", True),
+        (b"127.0.0.1:1", True),
+        (b"[::1]:443", True),
+        (b"[v1.fe80::1]", True),
+        (b"xn--bcher-kva.example", True),
+        (b"a%41b", True),
+        (b"h:", True),  # an empty port is allowed by RFC 3986
+        (b"  t  ", True),  # OWS around the value
+        (b"", False),
+        (b"a b", False),
+        (b"a/b", False),
+        (b"user@a", False),
+        (b"a:b", False),
+        (b"a:65536", False),
+        (b"a:123456", False),
+        (b"[::g]", False),
+        (b"[::1", False),
+        (b"a%4", False),
+        (b"\xc3\xa9.example", False),
+    ],
+)
+def test_valid_host(value: bytes, valid: bool) -> None:
+    assert framing.valid_host(value) is valid
+
+
+@pytest.mark.parametrize(
+    ("values", "version", "status"),
+    [
+        ([b"chunked"], "1.1", None),
+        ([b"CHUNKED"], "1.1", None),
+        ([b", chunked"], "1.1", None),
+        ([b"chunked"], "1.0", 400),
+        ([b"gzip, chunked"], "1.1", 501),
+        ([b"gzip"], "1.1", 501),
+        ([b"identity"], "1.1", 501),
+        ([b"chunked;q=1"], "1.1", 501),
+        ([b""], "1.1", 400),
+    ],
+)
+def test_check_transfer_encoding(values: list[bytes], version: str, status: int | None) -> None:
+    if status is None:
+        framing.check_transfer_encoding(values, version)
+    else:
+        with pytest.raises(framing.Refusal) as refusal:
+            framing.check_transfer_encoding(values, version)
+        assert refusal.value.status == status
+
+
+@pytest.mark.parametrize(
+    ("url", "method", "result"),
+    [
+        (b"*", "OPTIONS", b"*"),
+        (b"*", "GET", 400),
+        (b"http://h/a?b", "GET", b"/a?b"),
+        (b"HTTPS://h:8/a", "GET", b"/a"),
+        (b"http://h", "GET", b"/"),
+        (b"http://u@h/a", "GET", 400),
+        (b"http://:8/a", "GET", 400),
+        (b"ftp://h/a", "GET", 400),
+        (b"http:/h/a", "GET", 400),
+    ],
+)
+def test_target_path(url: bytes, method: str, result: bytes | int) -> None:
+    if isinstance(result, bytes):
+        assert framing.target_path(url, method) == result
+    else:
+        with pytest.raises(framing.Refusal) as refusal:
+            framing.target_path(url, method)
+        assert refusal.value.status == result
+
+
+def test_unknown_method_line_and_rtsp_detection() -> None:
+    assert framing.unknown_method_line(b"FOO / HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert framing.unknown_method_line(b"GET / HTTP/1.1\r\nHost: t\r\n\r\nBREW /pot HTTP/1.1\r\n")
+    assert not framing.unknown_method_line(b"GARBAGE\r\n\r\nGET /ok HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert not framing.unknown_method_line(b"\x16\x03\x01\x00")
+    assert framing.rtsp_request_line(b"GET /x RTSP/1.0\r\n\r\n", b"/x")
+    assert not framing.rtsp_request_line(b"GET /x HTTP/1.0\r\n\r\n", b"/x")
+    assert not framing.rtsp_request_line(None, b"/x")
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.data = b""
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 1) if name == "peername" else default
+
+    def is_closing(self) -> bool:
+        return False
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+async def test_head_bytes_counted_from_the_request_start_in_a_shared_read() -> None:
+    # A read holding complete requests and the start of the next one: only the
+    # next one's bytes count against its head limits.
+    server, _ = await serving()
+    try:
+        protocol = HttpProtocol(server)
+        transport = _Transport()
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        partial = b"GET /ok HTTP/1.1\r\nHost: t\r\nX-Long: " + b"v" * 3000
+        protocol.data_received(
+            GET_OK * 20
+            + b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc"
+            + partial
+        )
+        assert protocol._hdr_line == 3000 + len(b"X-Long: ")
+        assert protocol._hdr_total == len(partial) and not protocol._hdr_first
+        protocol.data_received(b"v" * 100)  # continuing: exact
+        assert protocol._hdr_line == 3108 and protocol._hdr_total == len(partial) + 100
+        protocol.data_received(b"\r\n\r\n")
+        assert transport.data.count(b"HTTP/1.1 200 OK") == 22
+        # The request line itself, split: still counted as the request line.
+        protocol.data_received(b"GET /" + b"a" * 100)
+        assert protocol._hdr_first and protocol._hdr_line == 105
+        protocol.data_received(b"b" * 9000)
+        assert statuses(transport.data)[-1] == 414
+    finally:
+        await server.shutdown(0.1)
+
+
+async def test_keep_alive_idle_timeout_after_an_async_handler() -> None:
+    # A response produced by a Task must leave the connection idle (and so
+    # subject to the keep-alive timeout), not "active" forever.
+    server, _ = await serving(Config().replace("limits.keepalive_timeout", 0.2))
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /slow/1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        await asyncio.wait_for(reader.readuntil(b"slow 1"), 2)
+        assert await asyncio.wait_for(reader.read(), 3) == b""
+        writer.close()
+    finally:
+        await server.shutdown(1)
+
+
+async def test_shutdown_does_not_wait_for_idle_connections_after_async_handlers() -> None:
+    server, _ = await serving()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /slow/1 HTTP/1.1\r\nHost: t\r\n\r\n")
+    await asyncio.wait_for(reader.readuntil(b"slow 1"), 2)
+    started = asyncio.get_running_loop().time()
+    await server.shutdown(grace=5)
+    assert asyncio.get_running_loop().time() - started < 2
+    writer.close()
+
+
+async def test_http10_keep_alive_through_proxy_connection() -> None:
+    # llhttp treats Proxy-Connection like Connection: the version must then be
+    # read from the parser (the no-Connection-header fast path does not apply).
+    server, _ = await serving()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /ok HTTP/1.0\r\nProxy-Connection: keep-alive\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+        assert head.startswith(b"HTTP/1.1 200") and b"connection: keep-alive" in head.lower()
+        writer.write(b"GET /ok HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        rest = await asyncio.wait_for(reader.read(), 2)
+        assert rest.startswith(b"ok") and statuses(rest) == [200]
+        writer.close()
     finally:
         await server.shutdown(1)

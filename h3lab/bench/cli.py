@@ -104,6 +104,12 @@ def add_parser(subparsers: Any) -> None:
     _add_store_arguments(peers)
     peers.set_defaults(func=cmd_peers)
 
+    # The hardening tools live in their own modules (issue 5) and add themselves.
+    from h3lab.bench import conformance, soak
+
+    soak.register(sub)
+    conformance.register(sub)
+
 
 def _add_store_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", default="data/runs", help="results store root")

@@ -11,28 +11,19 @@ misses every time).
 
 from __future__ import annotations
 
-import sys
-from collections import OrderedDict
 from typing import Any, ClassVar
 
 from h3lab.cache.base import Key
-from h3lab.cache.none import MISSING, base_stats, checked_capacity, keys_bytes, route_key_error
+from h3lab.cache.none import MISSING, route_key_error
+from h3lab.cache.ordered import OrderedDictCache
 
 
-class LRURouteCache:
+class LRURouteCache(OrderedDictCache):
     """Least recently used eviction; ``get`` and ``put`` both refresh an entry."""
 
-    __slots__ = ("_entries", "capacity", "evictions", "hits", "misses")
+    __slots__ = ()
 
     name: ClassVar[str] = "lru"
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = checked_capacity(capacity)
-        # Oldest use first: the front is the next victim.
-        self._entries: OrderedDict[Key, Any] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
-        self.evictions = 0
 
     def get(self, key: Key) -> Any | None:
         entries = self._entries
@@ -58,21 +49,3 @@ class LRURouteCache:
             entries.popitem(last=False)
             self.evictions += 1
         entries[key] = value
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._entries
-
-    def stats(self) -> dict[str, Any]:
-        return base_stats(
-            self.name, self.hits, self.misses, self.evictions, len(self._entries), self.capacity
-        )
-
-    def approx_bytes(self) -> int:
-        """Approximate: the OrderedDict (table and link nodes, shallow) plus the keys."""
-        return sys.getsizeof(self._entries) + keys_bytes(self._entries)

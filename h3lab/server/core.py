@@ -20,7 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from h3lab.server import http11
-from h3lab.server.protocol import ACTIVE, HttpProtocol
+from h3lab.server.protocol import HttpProtocol
 
 if TYPE_CHECKING:
     from h3lab.app import H3
@@ -71,7 +71,12 @@ class Server:
         self._ticker: asyncio.TimerHandle | None = None
         self._requests_at_last_tick = 0
         limits = self.config.limits
-        shortest = min(limits.header_timeout, limits.body_timeout, limits.keepalive_timeout)
+        shortest = min(
+            limits.header_timeout,
+            limits.body_timeout,
+            limits.keepalive_timeout,
+            limits.linger_timeout,
+        )
         self.tick_interval = min(0.5, max(0.02, shortest / 4))
 
     # -- lifecycle -----------------------------------------------------------
@@ -110,7 +115,11 @@ class Server:
             self.date_bytes = http11.date_header()
             self.date_end = self.date_bytes + b"\r\n"
         for conn in list(self.connections):
-            conn.check_deadlines(now)
+            try:
+                conn.check_deadlines(now)
+            except Exception:  # one connection's bug must not stop every deadline
+                logger.exception("deadline check failed")
+                conn.abort()
         maybe_trim = getattr(self.app.pool, "maybe_trim", None)
         if maybe_trim is not None:
             maybe_trim(now)
@@ -121,20 +130,36 @@ class Server:
         self._ticker = self.loop.call_later(self.tick_interval, self._tick)
 
     async def shutdown(self, grace: float | None = None) -> None:
-        """Stop accepting, close idle connections, let in-flight requests finish."""
+        """Stop accepting, close idle connections, let in-flight requests finish.
+
+        Order: the listener closes first (no new connection), idle keep-alive
+        connections and half-received heads are closed at once, requests in
+        flight (a body arriving, a handler running, a response being written)
+        get ``grace`` seconds and then close after their response (a request
+        that arrives meanwhile on such a connection is still answered, with
+        ``connection: close``); whatever is left is closed, and aborted if it
+        cannot even flush.
+        """
         grace = self.config.limits.shutdown_grace if grace is None else grace
         if self._listener is not None:
             self._listener.close()
         for conn in list(self.connections):
-            if conn.state != ACTIVE:
-                conn.close()
+            if conn.in_flight():
+                conn.keep_alive_next = False  # finish what is in flight, then close
             else:
-                conn.keep_alive_next = False  # finish this request, then close
+                conn.close()
         deadline = time.monotonic() + grace
-        while any(c.state == ACTIVE for c in self.connections) and time.monotonic() < deadline:
+        while any(c.in_flight() for c in self.connections) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         for conn in list(self.connections):
             conn.close()
+        # close() waits for the write buffer to flush; a client that does not
+        # read would keep its connection (and our exit) forever.
+        flush_deadline = time.monotonic() + min(1.0, max(grace, 0.1))
+        while self.connections and time.monotonic() < flush_deadline:
+            await asyncio.sleep(0.01)
+        for conn in list(self.connections):
+            conn.abort()
         if self._listener is not None:
             # Not wait_closed(): on Python 3.12+ it waits for every connection,
             # which the grace period above has already bounded.
@@ -187,7 +212,7 @@ async def _serve_until_signal(server: Server, announce: bool, ready: Any = None)
     await server.start()
     if announce:
         print(
-            f"h3lab serving on {server.url} (preset={server.config.preset_name}, "
+            f"h3lab serving on {server.url} (preset={server.config.label}, "
             f"loop={type(loop).__module__.split('.')[0]}, pid={os.getpid()})",
             flush=True,
         )
@@ -246,7 +271,7 @@ def _serve_workers(app: H3, host: str, port: int, loop: str, workers: int, annou
     reserve.close()
     if announce:
         print(
-            f"h3lab serving on http://{host}:{port} (preset={app.config.preset_name}, "
+            f"h3lab serving on http://{host}:{port} (preset={app.config.label}, "
             f"loop={loop_name(loop)}, workers={workers}, pid={os.getpid()})",
             flush=True,
         )

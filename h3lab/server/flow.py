@@ -6,6 +6,11 @@ responses), or too many pipelined requests are queued -- so reading resumes
 only when no reason is left. Writers of streaming bodies ``await drain()``
 while the write buffer is full: the server's memory stays bounded by the
 buffer's high-water mark however slowly the client reads.
+
+Pausing the transport stops *future* reads only: the protocol holds the rest
+of a read that was already delivered (``HttpProtocol``'s held input) and
+parses it when reading resumes, so neither reason is undone by one large
+read full of pipelined requests.
 """
 
 from __future__ import annotations
@@ -34,6 +39,13 @@ class FlowControl:
         if reason in self._pause_reasons:
             self._pause_reasons.discard(reason)
             if not self._pause_reasons and not self._transport.is_closing():
+                self._transport.resume_reading()
+
+    def resume_all(self) -> None:
+        """Read again whatever paused it (a refused connection drains its input)."""
+        if self._pause_reasons:
+            self._pause_reasons.clear()
+            if not self._transport.is_closing():
                 self._transport.resume_reading()
 
     @property

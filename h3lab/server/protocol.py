@@ -6,8 +6,7 @@ httptools calls back as it parses: ``on_message_begin``, ``on_url``,
 ``on_header`` (once per complete header), ``on_headers_complete``,
 ``on_body`` (zero or more), ``on_message_complete``. A request is dispatched
 at ``on_message_complete``, when its body is complete: handlers always see a
-whole body, and the body limit (413) is enforced from Content-Length at
-``on_headers_complete`` and again while the body arrives.
+whole body.
 
 Dispatch runs the app's chain *inline* in the parser callback. When the chain
 returns a coroutine it is stepped once with ``send(None)``: if it finishes
@@ -17,15 +16,38 @@ coroutine that really suspends is handed to a Task (``_continue``), and while
 it runs, later pipelined requests wait in ``self.queue`` so responses leave
 in request order.
 
+Hostile input (see ``h3lab.server.framing`` for who refuses what)
+------------------------------------------------------------------
+* Every limit is counted as bytes arrive. A request head that is complete
+  in one read is checked once, at ``on_headers_complete``, from what the
+  callbacks gave (no extra cost per header). A read that ends *inside* a
+  head goes through ``_headers_arriving``, which measures the unfinished
+  line and section from the raw bytes -- httptools buffers an unfinished
+  header silently, so that is the only place its size is visible.
+* A refusal answers once, then closes gracefully: FIN after the answer, then
+  read and discard for ``limits.linger_timeout`` (so the client reads the
+  4xx instead of a reset). From the refusal on, ``self.parser`` is a sink:
+  no byte that follows is ever interpreted as a request. The same holds after
+  a request that ends the connection (Connection: close, HTTP/1.0, an
+  Upgrade attempt, the per-connection request cap).
+* ``self.parser`` is the object bytes are fed to: the llhttp parser, a
+  ``_Held`` buffer while reading is paused (pipeline cap, write
+  backpressure) or the ``_DISCARD`` sink. Reads larger than ``FEED_SLICE``
+  are parsed in slices so one read full of pipelined requests cannot queue
+  more than a slice's worth past the cap.
+
 Timeouts are not per-request timers (a ``call_later`` per request is one of
 the most expensive things a server can do per request): the server's ticker
-walks the connections a few times a second and closes those past a deadline
-(``Server._tick``). Each connection only records its state and since when.
+walks the connections a few times a second and applies each deadline
+(``check_deadlines``): absolute header and body deadlines (slowloris and slow
+POST are cut even while bytes trickle in), keep-alive idle, linger, and a
+send timeout for a client that stopped reading.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from types import CoroutineType
@@ -37,8 +59,14 @@ import httptools
 from h3lab.errors import HTTPError
 from h3lab.response import JSON_TYPE, Response, json_encode
 from h3lab.routing import routing_path
-from h3lab.server import http11
+from h3lab.server import framing, http11
 from h3lab.server.flow import FlowControl
+from h3lab.server.framing import (
+    BODY_DISCARDED,
+    FORBIDDEN_TRAILERS,
+    METHODS,
+    Refusal,
+)
 
 if TYPE_CHECKING:
     from h3lab.event import H3Event
@@ -51,15 +79,98 @@ access_logger = logging.getLogger("h3lab.access")
 IDLE = 0  # keep-alive, waiting for the next request
 HEADERS = 1  # receiving a request line and headers
 BODY = 2  # receiving a body
-ACTIVE = 3  # a request is being handled or its response written
-LINGER = 4  # refused: answer sent, discarding input until the client closes
+ACTIVE = 3  # requests are being handled or their responses written
+LINGER = 4  # final answer sent (FIN), discarding input until the client closes
+CLOSING = 5  # close() called, waiting for the transport to flush and go
 
-# How long a refused connection keeps reading (and discarding) after its 4xx,
-# so the client reads the answer instead of a reset (a close with unread input
-# makes the kernel send RST, which can destroy the response in flight).
-LINGER_SECONDS = 2.0
+# Reads larger than this are parsed in slices (see the module docstring).
+FEED_SLICE = 16 * 1024
+# A request line may exceed the target limit by its method, spaces and version.
+REQUEST_LINE_SLACK = 64
+
+# Unusual facts about the request being parsed, looked at once (``_flags``).
+_F_TRAILERS = 1  # chunked: on_header now feeds the trailer sink, headers are in _req_headers
+_F_STAR = 2  # OPTIONS *: answered by the server, not routed
+_F_CLOSE = 4  # an Upgrade attempt: served as plain HTTP, then the connection ends
+
+# Header names looked at besides Host and Content-Length, found by length,
+# then by (length, lowered first byte), before lowering the name: expect (6),
+# upgrade (7), connection (10), proxy-connection (16), transfer-encoding (17).
+_RARE_NAMES = frozenset({b"expect", b"upgrade", b"transfer-encoding"})
+_CONNECTION_NAMES = frozenset({b"connection", b"proxy-connection"})
+_RARE_NAME_SIZES = frozenset(len(n) for n in _RARE_NAMES | _CONNECTION_NAMES)
+_RARE_NAME_KEYS = frozenset(len(n) << 8 | n[0] for n in _RARE_NAMES | _CONNECTION_NAMES)
 
 _SAFE_PATH = "/%:@!$&'()*+,;=-._~"
+_ALLOW_ALL = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE"
+
+
+class _Held:
+    """Bytes that arrived while reading was paused, parsed when it resumes."""
+
+    __slots__ = ("data", "eof")
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.eof = False
+
+    def feed_data(self, data: bytes) -> None:
+        self.data += data
+
+
+class _Discard:
+    """The parser of a connection that will never interpret another byte."""
+
+    __slots__ = ()
+
+    def feed_data(self, data: bytes) -> None:
+        pass
+
+
+_DISCARD = _Discard()
+
+
+class _Trailers(list):  # type: ignore[type-arg]
+    """Where ``on_header`` appends once the head is complete: trailer fields.
+
+    They are checked (framing and Host are refused) and dropped, never merged
+    into the request's headers: a trailer must not change what was routed or
+    authorized. Their bytes count against ``limits.max_chunked_overhead``.
+    """
+
+    __slots__ = ()
+
+    def append(self, field: tuple[bytes, bytes]) -> None:
+        if field[0].lower() in FORBIDDEN_TRAILERS:
+            raise Refusal(400, f"{field[0].decode('latin-1')} is not allowed in trailers")
+
+
+_TRAILERS = _Trailers()
+
+
+class _WritePaused:
+    """Stands in for ``running`` while the write buffer is full and no Task runs.
+
+    Requests parsed meanwhile queue instead of being answered at once, so a
+    read full of pipelined requests cannot pile responses into the buffer of
+    a client that does not read them; ``resume_writing`` serves the queue.
+    """
+
+    __slots__ = ()
+
+    def done(self) -> bool:
+        return False
+
+    def cancel(self) -> bool:
+        return False
+
+
+_WRITE_PAUSED = _WritePaused()
+
+
+class _Stop(Exception):
+    """Raised after the connection's last request is delivered: llhttp stops there,
+    so the bytes after it are never parsed (see ``_last_request``)."""
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -67,9 +178,26 @@ class HttpProtocol(asyncio.Protocol):
         "_body",
         "_body_buf",
         "_body_size",
-        "_header_bytes",
+        "_body_wire",
+        "_chunk",
+        "_continue_pending",
+        "_eof_seen",
+        "_flags",
+        "_hdr_first",
+        "_hdr_line",
+        "_hdr_total",
         "_headers",
+        "_host_ok",
+        "_keep_alive",
+        "_llhttp",
+        "_method",
+        "_pending_error",
+        "_req_headers",
+        "_send_mark",
+        "_send_since",
+        "_task_pending",
         "_url",
+        "_version",
         "app",
         "closing",
         "flow",
@@ -97,23 +225,45 @@ class HttpProtocol(asyncio.Protocol):
         self.loop = server.loop
         # Per-connection state.
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpRequestParser(self)
+        self._llhttp = httptools.HttpRequestParser(self)
+        self.parser: Any = self._llhttp  # what bytes are fed to (see module docstring)
         self.flow: FlowControl | None = None
         self.peer: Any = None
         self.queue: deque[H3Event] = deque()
-        self.running: asyncio.Task[Any] | None = None
+        self.running: asyncio.Task[Any] | _WritePaused | None = None
         self.closing = False
         self.requests_served = 0
         self.state = IDLE
         self.since = server.now
+        # False once the connection must end after what is in flight: the
+        # request that ends it was parsed (nothing after that one is ever
+        # parsed), or a refusal, a shutdown, the client's EOF.
+        self.keep_alive_next = True
+        self._chunk: bytes | None = None
+        # The last Host value validated on this connection (NUL: none yet, as
+        # llhttp never lets a NUL into a header value).
+        self._host_ok = b"\0"
+        self._pending_error: bytes | None = None
+        self._continue_pending: list[tuple[bytes, bytes]] | None = None
+        self._eof_seen = False
+        self._task_pending: tuple[H3Event, Any] | None = None
+        self._send_mark = -1
+        self._send_since = 0.0
         # Per-request parse state.
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
-        self._header_bytes = 0
+        self._req_headers: list[tuple[bytes, bytes]] = []
+        self._method = "GET"
+        self._version = "1.1"
+        self._keep_alive = True  # llhttp's keep-alive verdict for the request's head
+        self._flags = 0  # _F_* bits of the request being parsed (0: nothing unusual)
+        self._hdr_total = -1
+        self._hdr_line = 0
+        self._hdr_first = True
         self._body: bytes = b""
         self._body_buf: bytearray | None = None
         self._body_size = 0
-        self.keep_alive_next = True
+        self._body_wire = 0
 
     # -- connection lifecycle ------------------------------------------------
 
@@ -121,12 +271,15 @@ class HttpProtocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         server = self.server
         if len(server.connections) >= self.limits.max_connections:
+            # Refused fast, before reading anything: existing connections are
+            # not affected, and this one never costs a parse.
             server.refused += 1
+            self.parser = _DISCARD
+            self.closing = True
             transport.write(  # type: ignore[attr-defined]
                 http11.error_bytes(503, "Too many connections", server=server.server_bytes)
             )
             transport.close()
-            self.closing = True
             return
         server.connections.add(self)
         server.accepted += 1
@@ -136,11 +289,24 @@ class HttpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        self.parser = _DISCARD
         self.server.connections.discard(self)
         if self.flow is not None:
             self.flow.connection_lost()
+        self._release_body()
         task = self.running
         if task is not None and not task.done():
+            pending = self._task_pending
+            if pending is not None:
+                # The task was created but has not run yet, so it never will:
+                # cancelling an unstarted coroutine skips its cleanup, so do it here.
+                self._task_pending = None
+                event, coro = pending
+                if coro is not None:
+                    with contextlib.suppress(BaseException):
+                        coro.throw(asyncio.CancelledError())
+                    coro.close()
+                self.pool.release(event)
             # The handler sees the disconnect as a cancellation at its next await.
             task.cancel()
         self._drop_queue()
@@ -150,68 +316,219 @@ class HttpProtocol(asyncio.Protocol):
         while self.queue:
             pool.release(self.queue.popleft())
 
+    def _release_body(self) -> None:
+        buf = self._body_buf
+        if buf is not None:
+            self._body_buf = None
+            arena = self.app.memory.arena
+            if arena is not None:
+                arena.release(buf)
+
     def is_closing(self) -> bool:
         return self.closing or self.transport is None or self.transport.is_closing()
+
+    def in_flight(self) -> bool:
+        """A request is being received (body), handled, queued or answered."""
+        return self.running is not None or bool(self.queue) or self.state in (BODY, ACTIVE)
 
     def close(self) -> None:
         if not self.closing:
             self.closing = True
+            self.parser = _DISCARD
+            self.state = CLOSING
+            self.since = self.server.now
             if self.transport is not None:
                 self.transport.close()
 
+    def abort(self) -> None:
+        """Drop the connection now, unsent data included (RST)."""
+        self.closing = True
+        self.parser = _DISCARD
+        if self.transport is not None:
+            try:
+                self.transport.abort()
+            except NotImplementedError:  # a minimal transport (test doubles)
+                self.transport.close()
+
     def pause_writing(self) -> None:
+        # Called from inside transport.write when the buffer passes its
+        # high-water mark: stop reading, and hold what is already read.
         if self.flow is not None:
             self.flow.pause_writing()
+            self._hold_input()
+            if self.running is None:
+                self.running = _WRITE_PAUSED
 
     def resume_writing(self) -> None:
         if self.flow is not None:
             self.flow.resume_writing()
+            if self.running is _WRITE_PAUSED:
+                self.running = None
+                self._next_in_queue()  # resumes the input too
+            else:
+                self._input_resumed()
 
     def eof_received(self) -> bool | None:
         # Half-close from the client: finish what is in flight, then close.
+        self._eof_seen = True
+        parser = self.parser
+        if type(parser) is _Held:
+            parser.eof = True  # the held requests are still served first
+            return True
         if self.state == LINGER or (self.running is None and not self.queue):
             return None  # returning falsy closes the transport
         self.keep_alive_next = False
         return True
 
+    # -- input flow ----------------------------------------------------------
+
+    def _hold_input(self) -> None:
+        if self.parser is self._llhttp:
+            self.parser = _Held()
+
+    def _pause_input(self, reason: str) -> None:
+        if self.flow is not None:
+            self.flow.pause_reading(reason)
+            self._hold_input()
+
+    def _input_resumed(self) -> None:
+        """Reading resumed: parse what arrived while it was paused."""
+        held = self.parser
+        if type(held) is not _Held or (self.flow is not None and self.flow.reading_paused):
+            return
+        self.parser = self._llhttp
+        if held.data:
+            self.data_received(bytes(held.data))
+        if held.eof:
+            if type(self.parser) is _Held:
+                self.parser.eof = True
+            elif self.eof_received() is None:
+                self._close_when_done()
+
     # -- parsing -------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        state = self.state
-        if self.closing or state == LINGER:
-            return  # after a refusal nothing more is ever interpreted
+        if len(data) > FEED_SLICE:
+            self._feed_slices(data)
+            return
+        parser = self.parser
+        self._chunk = data
         try:
-            self.parser.feed_data(data)
-            if self.state == HEADERS and state != BODY and state != ACTIVE:
-                # The whole chunk belongs to an unfinished header section.
-                # httptools buffers a header until its end without telling us,
-                # so the header-size limit is enforced here, as bytes arrive:
-                # a megabyte header trickled in small pieces is refused as soon
-                # as the cap is crossed, and memory stays bounded by it.
-                self._header_bytes += len(data)
-                limits = self.limits
-                if self._header_bytes > limits.max_headers_size + limits.max_request_target:
-                    self._protocol_error(431, "Request header section too large")
-        except httptools.HttpParserUpgrade:
-            # Upgrades (WebSocket, h2c) are not supported: the request was
-            # answered as plain HTTP; never interpret what follows as a tunnel.
-            self.keep_alive_next = False
-            self._close_when_done()
-        except httptools.HttpParserError as exc:
-            # httptools wraps an exception raised in a callback (our limits)
-            # in HttpParserCallbackError; the original is its __context__.
-            refusal = exc.__context__
-            if isinstance(refusal, _Refuse):
-                self._protocol_error(refusal.status, refusal.reason)
+            parser.feed_data(data)
+            state = self.state
+            if state in (HEADERS, BODY) and parser is self._llhttp:
+                # Rare: the read ended inside a request (see the module docstring).
+                if state == HEADERS:
+                    self._headers_arriving(data)
+                else:
+                    self._body_arriving(data)
+        except Exception as exc:
+            self._parse_failed(exc, data)
+        self._chunk = None
+
+    def _feed_slices(self, data: bytes) -> None:
+        for at in range(0, len(data), FEED_SLICE):
+            if self.parser is not self._llhttp:
+                self.parser.feed_data(data[at:])  # held (paused) or discarded
+                return
+            self.data_received(data[at : at + FEED_SLICE])
+
+    def _headers_arriving(self, data: bytes) -> None:
+        """The read ended inside a request head: bound what is buffered so far.
+
+        ``_hdr_total`` counts the head's bytes (-1: the request began in this
+        read, so its start must be found first), ``_hdr_line`` the unfinished
+        line's, ``_hdr_first`` says whether that is still the request line.
+        """
+        limits = self.limits
+        total = self._hdr_total
+        newline = data.rfind(b"\n")
+        if total < 0:
+            url = self._url
+            if not url:  # still in the method token: a few bytes at most
+                self._hdr_total, self._hdr_line, self._hdr_first = 0, 0, True
+                return
+            # Earlier requests may share this read: the head starts at its
+            # request line, found from the method and target llhttp reported.
+            start = data.rfind(self._llhttp.get_method() + b" " + url)
+            if start < 0:
+                at = data.rfind(url)
+                start = data.rfind(b"\n", 0, max(at, 0)) + 1
+            total = len(data) - start
+            first = newline < start
+            line = total if first else len(data) - newline - 1
+        else:
+            total += len(data)
+            if newline < 0:
+                line = self._hdr_line + len(data)
+                first = self._hdr_first
             else:
-                self._protocol_error(400, f"Malformed request: {exc}")
+                line = len(data) - newline - 1
+                first = False
+        self._hdr_total, self._hdr_line, self._hdr_first = total, line, first
+        if first:
+            if line > limits.max_request_target + REQUEST_LINE_SLACK:
+                raise Refusal(414, "Request line too long")
+        elif line > limits.max_header_line:
+            raise Refusal(431, "Request header line too large")
+        if total > limits.max_request_target + limits.max_headers_size + REQUEST_LINE_SLACK:
+            raise Refusal(431, "Request header section too large")
+        if len(self._headers) > limits.max_header_count:
+            raise Refusal(431, "Too many request headers")
+
+    def _body_arriving(self, data: bytes) -> None:
+        # The read ended inside a body: count its wire bytes, so chunk-size
+        # lines, extensions and trailers are bounded as well as the data.
+        # _hdr_total is free once the head is parsed: -2 marks "counting this body".
+        wire = len(data)
+        if self._hdr_total == -2:
+            wire += self._body_wire
+        else:
+            self._hdr_total = -2
+        self._body_wire = wire
+        limits = self.limits
+        if wire > limits.max_body_size + limits.max_chunked_overhead:
+            raise Refusal(413, "Request body too large (with its chunked framing)")
+
+    def _parse_failed(self, exc: Exception, data: bytes) -> None:
+        if isinstance(exc, httptools.HttpParserUpgrade):
+            # llhttp stops after a request that asks to switch protocols (its
+            # response says close, see _special_headers): the bytes after it
+            # are never interpreted, as HTTP or as a tunnel.
+            self.keep_alive_next = False
+            self.parser = _DISCARD
+            if not self.in_flight():
+                self._close_when_done()
+            return
+        cause: BaseException | None = None
+        if isinstance(exc, Refusal):
+            cause = exc
+        elif isinstance(exc, httptools.HttpParserCallbackError):
+            cause = exc.__context__  # what our callback raised
+        if isinstance(cause, _Stop) or (
+            not self.keep_alive_next and self.state != HEADERS and self.state != BODY
+        ):
+            # Bytes after the connection's last request (llhttp reports them as
+            # "Data after Connection: close"): dropped, never answered.
+            self.parser = _DISCARD
+            if not self.in_flight():
+                self._close_when_done()
+            return
+        if isinstance(cause, Refusal):
+            status, reason = cause.status, cause.reason
+        elif cause is not None or not isinstance(exc, httptools.HttpParserError):
+            # Our own code failed on this input: a bug, so say it loudly.
+            logger.error("failed to process request bytes", exc_info=cause or exc)
+            status, reason = 500, "Internal Server Error"
+        else:
+            status, reason = framing.parser_error(exc, data)
+        self._protocol_error(status, reason)
 
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
-        self._header_bytes = 0
+        self._hdr_total = -1
         self._body = b""
-        self._body_buf = None
         self._body_size = 0
         self.state = HEADERS
         self.since = self.server.now
@@ -219,56 +536,142 @@ class HttpProtocol(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self._url += url
         if len(self._url) > self.limits.max_request_target:
-            raise _Refuse(414, "Request target too long")
+            raise Refusal(414, "Request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # PERF: called once per header; only collect here. The limits are
-        # checked in one pass at on_headers_complete, and the section size is
-        # also bounded while it arrives (data_received).
+        # checked in one pass at on_headers_complete (and while a head
+        # arrives, by _headers_arriving). After the head, _headers is the
+        # trailer sink.
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        parser = self._llhttp
         self.state = BODY
         self.since = self.server.now
-        # httptools exposes no Content-Length getter: one pass over the headers
-        # finds the two framing-relevant ones (the length is already validated
-        # by the parser; we only compare it with our limit).
-        length = -1
-        expect: bytes | None = None
+        try:
+            method = METHODS[parser.get_method()]
+        except KeyError:
+            raw_method = parser.get_method().decode("latin-1")
+            if raw_method == "CONNECT":
+                raise Refusal(501, "CONNECT is not supported (this server never tunnels)") from None
+            raise Refusal(501, f"Method {raw_method} is not implemented") from None
         headers = self._headers
+        self._method = method
         limits = self.limits
         if len(headers) > limits.max_header_count:
-            raise _Refuse(431, "Too many request headers")
+            raise Refusal(431, "Too many request headers")
+        # One pass over the headers: sizes, and the few that matter here,
+        # picked by name length (and first byte) before any name is lowered.
         total = 0
         line_max = limits.max_header_line
+        length = -1
+        hosts = 0
+        host = b""
+        connection = False
+        special: list[tuple[bytes, bytes]] | None = None
         for name, value in headers:
             size = len(name)
             line = size + len(value) + 4
             if line > line_max:
-                raise _Refuse(431, "Request header line too large")
+                raise Refusal(431, "Request header line too large")
             total += line
-            if size == 14 and name.lower() == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    raise _Refuse(400, "Invalid Content-Length") from None
-            elif size == 6 and name.lower() == b"expect":
-                expect = value.strip().lower()
+            if size == 4:
+                if name == b"Host" or name.lower() == b"host":
+                    hosts += 1
+                    host = value
+            elif size == 14:
+                if name.lower() == b"content-length":
+                    # llhttp validated the digits (and refused duplicates);
+                    # int() still refuses a run of >4300 leading zeros.
+                    try:
+                        length = int(value)
+                    except ValueError:
+                        raise Refusal(400, "Invalid Content-Length") from None
+            elif size in _RARE_NAME_SIZES and (size << 8 | name[0] | 0x20) in _RARE_NAME_KEYS:
+                lower = name.lower()
+                if lower in _CONNECTION_NAMES:
+                    connection = True
+                elif lower in _RARE_NAMES:
+                    if special is None:
+                        special = []
+                    special.append((lower, value))
         if total > limits.max_headers_size:
-            raise _Refuse(431, "Request header section too large")
+            raise Refusal(431, "Request header section too large")
+        # PERF: get_http_version() formats a new string (the dearest call in a
+        # request). Without a Connection header, llhttp keeps a request alive
+        # exactly when it is HTTP/1.1 (its versions are 0.9, 1.0, 1.1, 2.0).
+        keep_alive = self._keep_alive = parser.should_keep_alive()
+        if keep_alive and not connection:
+            version = "1.1"
+        else:
+            version = parser.get_http_version()
+            if version != "1.1" and (
+                version != "1.0" or framing.rtsp_request_line(self._chunk, self._url)
+            ):
+                raise Refusal(505, "HTTP version not supported (only HTTP/1.0 and HTTP/1.1)")
+        self._version = version
+        if hosts != 1 or host != self._host_ok:
+            self._check_host(hosts, host, version)
+        url = self._url
+        if not url or url[0] != 0x2F:  # not origin-form ("/..."): rare
+            # Asterisk-form (OPTIONS *) or absolute-form, which routes by its path.
+            self._url = framing.target_path(url, method)
+            if url == b"*":
+                self._flags |= _F_STAR
         if length > limits.max_body_size:
             # Refused from the header alone: no 100 Continue, the body is never read.
-            raise _Refuse(413, "Request body too large")
-        if expect is not None:
-            if expect != b"100-continue":
-                raise _Refuse(417, "Unsupported Expect value")
-            if self.transport is not None and self.parser.get_http_version() == "1.1":
-                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            raise Refusal(413, "Request body too large")
+        if special is not None:
+            self._special_headers(special, version, length)
+
+    def _check_host(self, hosts: int, host: bytes, version: str) -> None:
+        if hosts > 1:
+            raise Refusal(400, "Duplicate Host header")
+        if not hosts:
+            if version == "1.1":
+                raise Refusal(400, "Missing Host header")
+            return
+        if not framing.valid_host(host):
+            raise Refusal(400, "Invalid Host header")
+        self._host_ok = host  # the next request on this connection likely repeats it
+
+    def _special_headers(
+        self, fields: list[tuple[bytes, bytes]], version: str, length: int
+    ) -> None:
+        codings = [value for name, value in fields if name == b"transfer-encoding"]
+        if codings:
+            framing.check_transfer_encoding(codings, version)
+            # A chunked body may end with trailers, which llhttp reports
+            # through on_header: from now on they go to the sink.
+            self._req_headers = self._headers
+            self._headers = _TRAILERS
+            self._flags |= _F_TRAILERS
+        expects = [value.strip(b" \t").lower() for name, value in fields if name == b"expect"]
+        if expects:
+            if any(e != b"100-continue" for e in expects):
+                raise Refusal(417, "Unsupported Expect value")
+            # 100 Continue only for HTTP/1.1 and only when a body will follow.
+            if version == "1.1" and (length > 0 or codings):
+                if self.running is None and not self.queue:
+                    if self.transport is not None:
+                        self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                else:
+                    # A response in flight must not be split by an interim
+                    # one: sent once the responses before this request are
+                    # (the request is identified by its header list).
+                    self._continue_pending = self._req_headers
+        if any(name == b"upgrade" for name, _ in fields) and self._llhttp.should_upgrade():
+            # Served as plain HTTP (RFC 9110 7.8 lets a server ignore Upgrade),
+            # and the connection ends with it: llhttp stops parsing there.
+            self._flags |= _F_CLOSE
 
     def on_body(self, body: bytes) -> None:
         size = self._body_size = self._body_size + len(body)
         if size > self.limits.max_body_size:
-            raise _Refuse(413, "Request body too large")
+            raise Refusal(413, "Request body too large")
+        if self._method in BODY_DISCARDED:
+            return  # read so it cannot pass for a request, then dropped
         if not self._body:
             self._body = body
             return
@@ -280,26 +683,24 @@ class HttpProtocol(asyncio.Protocol):
         buf += body
 
     def on_message_complete(self) -> None:
-        parser = self.parser
         event = self.pool.acquire()
         event.conn = self
         event.remote = self.peer
-        event.method = parser.get_method().decode("ascii")
-        event.http_version = parser.get_http_version()
-        event._raw_headers = self._headers
+        event.method = self._method
+        event.http_version = self._version
         if self._body_buf is not None:
             buf = self._body_buf
             event._body = bytes(buf)
-            arena = self.app.memory.arena
-            if arena is not None:
-                arena.release(buf)
-            self._body_buf = None
+            self._release_body()
         else:
             event._body = self._body
-        url = self._url
-        if url[:1] != b"/":
-            url = _origin_form(url)
-        path, _, query = url.partition(b"?")
+        flags = self._flags
+        if flags:
+            self._unusual_complete(event, flags)
+            return
+        event._raw_headers = self._headers
+        # PERF: _set_target inlined.
+        path, _, query = self._url.partition(b"?")
         if b"#" in path:
             path = path.partition(b"#")[0]
         raw = path.decode("ascii") if path.isascii() else quote_from_bytes(path, _SAFE_PATH)
@@ -307,18 +708,65 @@ class HttpProtocol(asyncio.Protocol):
         event.route_path = routing_path(raw)
         event.path = unquote(raw) if "%" in raw else raw
         event.query_string = query.decode("latin-1") if query else ""
-        keep_alive = parser.should_keep_alive() and self.keep_alive_next
+        # llhttp's verdict from the head (nothing after it changes it, trailers
+        # aside, and chunked requests take _unusual_complete).
+        llhttp_keep_alive = self._keep_alive
+        keep_alive = llhttp_keep_alive and self.keep_alive_next
         max_requests = self.limits.max_requests_per_connection
         if max_requests and self.requests_served + len(self.queue) + 1 >= max_requests:
             keep_alive = False
         event.keep_alive = keep_alive
         self.state = ACTIVE
+        if not keep_alive:
+            self._last_request(event, llhttp_keep_alive)
+            return
         if self.running is not None or self.queue:
             self.queue.append(event)
-            if len(self.queue) >= self.limits.max_pipeline and self.flow is not None:
-                self.flow.pause_reading("pipeline")
+            if len(self.queue) >= self.limits.max_pipeline:
+                self._pause_input("pipeline")
             return
         self._dispatch(event)
+
+    def _unusual_complete(self, event: H3Event, flags: int) -> None:
+        """on_message_complete for a request with ``_F_*`` flags (chunked, ``*``, Upgrade)."""
+        self._flags = 0
+        event._raw_headers = self._req_headers if flags & _F_TRAILERS else self._headers
+        if flags & _F_STAR:
+            event.raw_path = event.route_path = event.path = "*"
+            event.query_string = ""
+        else:
+            _set_target(event, self._url)
+        llhttp_keep_alive = self._llhttp.should_keep_alive()
+        keep_alive = llhttp_keep_alive and self.keep_alive_next and not flags & _F_CLOSE
+        max_requests = self.limits.max_requests_per_connection
+        if max_requests and self.requests_served + len(self.queue) + 1 >= max_requests:
+            keep_alive = False
+        event.keep_alive = keep_alive
+        self.state = ACTIVE
+        if not keep_alive:
+            self._last_request(event, llhttp_keep_alive)
+        else:
+            self._deliver(event)
+
+    def _last_request(self, event: H3Event, llhttp_keep_alive: bool) -> None:
+        """Deliver the request that ends the connection; nothing after it is parsed."""
+        self.keep_alive_next = False
+        self._deliver(event)
+        if llhttp_keep_alive:
+            # llhttp would go on parsing what follows (it stops by itself after
+            # Connection: close and HTTP/1.0): stop it here.
+            raise _Stop
+
+    def _deliver(self, event: H3Event) -> None:
+        """Queue ``event`` behind the requests in flight, or serve it now."""
+        if self.running is not None or self.queue:
+            self.queue.append(event)
+            if len(self.queue) >= self.limits.max_pipeline:
+                self._pause_input("pipeline")
+        elif event.raw_path == "*":
+            self._respond(event, _options_star(), event.keep_alive)
+        else:
+            self._dispatch(event)
 
     # -- dispatch ------------------------------------------------------------
 
@@ -332,6 +780,7 @@ class HttpProtocol(asyncio.Protocol):
                 except StopIteration as stop:
                     result = stop.value
                 else:
+                    self._task_pending = (event, result)
                     self.running = self.loop.create_task(
                         self._continue(event, result, yielded, keep_alive)
                     )
@@ -342,6 +791,7 @@ class HttpProtocol(asyncio.Protocol):
 
     async def _continue(self, event: H3Event, coro: Any, yielded: Any, keep_alive: bool) -> None:
         """Drive a chain that suspended, the way a Task would have."""
+        self._task_pending = None  # started: from here on the cleanup is ours
         try:
             try:
                 result = await _drive(coro, yielded)
@@ -349,7 +799,9 @@ class HttpProtocol(asyncio.Protocol):
                 raise
             except Exception as exc:
                 result = self.app.error_response(event, exc)
-            self._respond(event, result, keep_alive)
+            # keep_alive_next may have turned False meanwhile (shutdown, EOF):
+            # then the last response before the close says so.
+            self._respond(event, result, keep_alive and self._more_follows())
         except asyncio.CancelledError:
             # The client went away (connection_lost cancelled us).
             self._release(event)
@@ -405,32 +857,55 @@ class HttpProtocol(asyncio.Protocol):
                 if server.access_log:
                     _log_access(event, 200)
                 self.pool.release(event)
-                if not keep_alive or not self.keep_alive_next:
+                if not keep_alive:
                     self._close_when_done()
                 elif self.running is None and not self.queue:
-                    self.state = IDLE
-                    self.since = server.now
+                    if self.keep_alive_next:
+                        self.state = IDLE
+                        self.since = server.now
+                    else:
+                        self._close_when_done()
                 return
         try:
             response = self.app.response_for(event, result)
         except Exception as exc:
             response = self.app.error_response(event, exc)
         if response.streaming and not head_only:
+            self._task_pending = (event, None)
             self.running = self.loop.create_task(self._stream(event, response, keep_alive))
             return
-        body = b"" if response.streaming else response.body
-        length = None if response.streaming else len(body)  # type: ignore[arg-type]
+        head, body, status = self._encode(event, response, keep_alive, head_only)
+        transport.write(head + body if body else head)
+        self._finish(event, keep_alive, status)
+
+    def _encode(
+        self, event: H3Event, response: Response, keep_alive: bool, head_only: bool
+    ) -> tuple[bytes, bytes, int]:
+        """Head and body of a complete response; a header that would split the
+        response (CR/LF/NUL from a handler) turns it into a 500 and is never sent."""
         try:
-            head = self._head(event, response, keep_alive, length, head_only)
+            return self._encode_unchecked(event, response, keep_alive, head_only)
         except http11.UnsafeHeader as exc:
-            response = self.app.error_response(event, exc)
-            body = response.body  # type: ignore[assignment]
-            head = self._head(event, response, keep_alive, len(body))  # type: ignore[arg-type]
+            error = self.app.error_response(event, exc)
+        try:
+            return self._encode_unchecked(event, error, keep_alive, head_only)
+        except (http11.UnsafeHeader, TypeError):
+            # The error response is unsafe too (an on_error hook): the plain one.
+            plain = Response(error_json(500, "Internal Server Error"), 500, None, JSON_TYPE)
+            return self._encode_unchecked(event, plain, keep_alive, head_only)
+
+    def _encode_unchecked(
+        self, event: H3Event, response: Response, keep_alive: bool, head_only: bool
+    ) -> tuple[bytes, bytes, int]:
+        streaming = response.streaming
+        if streaming and not head_only:
+            raise TypeError("a streaming response where a complete one is needed")
+        body = b"" if streaming else response.body
+        length = None if streaming else len(body)  # type: ignore[arg-type]
+        head = self._head(event, response, keep_alive, length, head_only)
         if head_only or response.status in http11.NO_BODY_STATUSES:
-            transport.write(head)
-        else:
-            transport.write(head + body)  # type: ignore[operator]
-        self._finish(event, keep_alive, response.status)
+            body = b""
+        return head, body, response.status  # type: ignore[return-value]
 
     def _head(
         self,
@@ -452,39 +927,25 @@ class HttpProtocol(asyncio.Protocol):
 
     async def _stream(self, event: H3Event, response: Response, keep_alive: bool) -> None:
         """Send a streaming body: chunked on HTTP/1.1, until close on HTTP/1.0."""
+        self._task_pending = None
         http10 = event.http_version == "1.0"
-        if http10:
-            keep_alive = False
+        keep_alive = keep_alive and self._more_follows() and not http10
         transport = self.transport
         body = response.body
         completed = False
+        status = response.status
         try:
             try:
                 head = self._head(event, response, keep_alive, None)
             except http11.UnsafeHeader as exc:
+                # Never a byte of the unsafe head: a complete 500 instead.
                 error = self.app.error_response(event, exc)
-                transport.write(self._head(event, error, keep_alive, len(error.body)) + error.body)  # type: ignore[union-attr, operator, arg-type]
+                head, payload, status = self._encode(event, error, keep_alive, False)
+                transport.write(head + payload)  # type: ignore[union-attr]
                 completed = True
-                return
-            transport.write(head)  # type: ignore[union-attr]
-            flow = self.flow
-            async for chunk in body:  # type: ignore[union-attr]
-                if self.closing:
-                    break
-                if type(chunk) is str:
-                    chunk = chunk.encode()
-                if not chunk:
-                    continue
-                if http10:
-                    transport.write(chunk)  # type: ignore[union-attr]
-                else:
-                    transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))  # type: ignore[union-attr]
-                if flow is not None and flow.write_paused:
-                    await flow.drain()
             else:
-                if not http10 and not self.closing:
-                    transport.write(http11.CHUNKED_END)  # type: ignore[union-attr]
-                completed = True
+                transport.write(head)  # type: ignore[union-attr]
+                completed = await self._send_body(body, transport, http10)  # type: ignore[arg-type]
         except asyncio.CancelledError:
             pass
         except Exception:
@@ -499,12 +960,34 @@ class HttpProtocol(asyncio.Protocol):
             if self.running is asyncio.current_task():
                 self.running = None
         if completed and not self.closing:
-            self._finish(event, keep_alive, response.status)
+            self._finish(event, keep_alive, status)
             if self.running is None:
                 self._next_in_queue()
         else:
             self._release(event)
             self.close()
+
+    async def _send_body(self, body: Any, transport: asyncio.Transport, http10: bool) -> bool:
+        """Write a streaming body, waiting while the client reads slowly; True if complete."""
+        flow = self.flow
+        async for chunk in body:
+            if self.closing:
+                return False
+            if type(chunk) is str:
+                chunk = chunk.encode()
+            if not chunk:
+                continue
+            if http10:
+                transport.write(chunk)
+            else:
+                transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            if flow is not None and flow.write_paused:
+                await flow.drain()
+        if self.closing:
+            return False
+        if not http10:
+            transport.write(http11.CHUNKED_END)
+        return True
 
     def _finish(self, event: H3Event, keep_alive: bool, status: int = 200) -> None:
         self.requests_served += 1
@@ -513,57 +996,108 @@ class HttpProtocol(asyncio.Protocol):
         if server.access_log:
             _log_access(event, status)
         self._release(event)
-        if not keep_alive or not self.keep_alive_next:
+        if not keep_alive:
             self._close_when_done()
-            return
-        if self.running is None and not self.queue:
-            self.state = IDLE
-            self.since = server.now
+        elif self.running is None and not self.queue:
+            if self.keep_alive_next:
+                if self.state == ACTIVE:
+                    self.state = IDLE
+                    self.since = server.now
+            else:
+                self._close_when_done()
+
+    def _more_follows(self) -> bool:
+        """Will anything follow the response being written (another response, a refusal)?"""
+        return self.keep_alive_next or bool(self.queue) or self._pending_error is not None
 
     def _release(self, event: H3Event) -> None:
         self.pool.release(event)
 
     def _next_in_queue(self) -> None:
+        if self.running is None and self.flow is not None and self.flow.write_paused:
+            self.running = _WRITE_PAUSED  # the queue waits for resume_writing
+            return
+        # A request may be arriving meanwhile: its deadline must survive the
+        # fast path below marking the connection idle.
+        state, since = self.state, self.since
         while self.queue and self.running is None and not self.closing:
             event = self.queue.popleft()
-            if self.flow is not None and len(self.queue) < self.limits.max_pipeline:
-                self.flow.resume_reading("pipeline")
-            self._dispatch(event)
+            if not self._more_follows():
+                event.keep_alive = False  # the last one before a close says so
+            if event.raw_path == "*":  # only OPTIONS * has this target
+                self._respond(event, _options_star(), event.keep_alive)
+            else:
+                self._dispatch(event)
+        if self.closing or self.state == LINGER:
+            return
+        if self.running is None and not self.queue:
+            if state in (HEADERS, BODY):
+                self.state, self.since = state, since
+                if (
+                    state == BODY
+                    and self._continue_pending is self._req_headers
+                    and self.transport is not None
+                ):
+                    self._continue_pending = None
+                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            elif not self.keep_alive_next:
+                self._close_when_done()
+                return
+            elif self.state == ACTIVE:
+                self.state = IDLE
+                self.since = self.server.now
+        if self.flow is not None and len(self.queue) < self.limits.max_pipeline:
+            self.flow.resume_reading("pipeline")
+            self._input_resumed()
 
     def _close_when_done(self) -> None:
+        """The connection's last response is written: send a pending refusal, then linger."""
         self._drop_queue()
-        self.close()
+        self.keep_alive_next = False
+        self.parser = _DISCARD
+        transport = self.transport
+        if transport is None or self.closing or self.state == LINGER:
+            return
+        if self._pending_error is not None:
+            transport.write(self._pending_error)
+            self._pending_error = None
+        if self._eof_seen or transport.is_closing() or not transport.can_write_eof():
+            self.close()
+            return
+        # FIN after the answer, then keep reading (and dropping) until the
+        # client closes or linger_timeout: closing a socket with unread input
+        # makes the kernel send RST, which can destroy the answer in flight.
+        transport.write_eof()
+        self.state = LINGER
+        self.since = self.server.now
+        if self.flow is not None:
+            self.flow.resume_all()
 
     def _protocol_error(self, status: int, reason: str) -> None:
-        """Answer a request that cannot be served, then close the connection.
+        """Refuse the request being received: answer, then close gracefully.
 
-        Nothing after the error is interpreted: the parser state is poisoned and
-        the transport is closed once the answer is written.
+        Nothing after the error is interpreted (the parser becomes a sink).
+        Responses already in flight on this connection go first, in order:
+        the refusal is written after them.
         """
         self.server.protocol_errors += 1
-        transport = self.transport
-        self._drop_queue()
-        if transport is None or self.closing:
-            return
-        if self.running is not None:
-            # A response is being produced on this connection: its bytes and
-            # ours must not interleave. Drop the connection.
-            self.close()
-            return
-        transport.write(
-            http11.error_bytes(
-                status, reason, server=self.server.server_bytes, date=self.server.date_bytes
-            )
-        )
+        self.parser = _DISCARD
         self.keep_alive_next = False
-        if transport.can_write_eof():
-            transport.write_eof()  # FIN after the answer; keep reading until the client closes
-            self.state = LINGER
-            self.since = self.server.now
-            if self.flow is not None:
-                self.flow.resume_reading("pipeline")
-        else:
-            self.close()
+        self._release_body()
+        if (
+            self.transport is None
+            or self.closing
+            or self.state == LINGER
+            or self._pending_error is not None
+        ):
+            return
+        self._pending_error = http11.error_bytes(
+            status, reason, server=self.server.server_bytes, date=self.server.date_bytes
+        )
+        if self.running is not None or self.queue:
+            self.state = ACTIVE  # nothing is being received any more
+            return
+        self._close_when_done()
 
     # -- deadlines (called by the server's ticker) ----------------------------
 
@@ -571,33 +1105,67 @@ class HttpProtocol(asyncio.Protocol):
         state = self.state
         limits = self.limits
         if state == IDLE:
-            if now - self.since > limits.keepalive_timeout:
+            if self._still_sending(now):
+                self.since = now  # idle counts from the end of the last response
+            elif now - self.since > limits.keepalive_timeout:
                 self.close()
-        elif state == HEADERS:
-            if now - self.since > limits.header_timeout:
-                self._protocol_error(408, "Request header timeout")
-        elif state == BODY:
-            if now - self.since > limits.body_timeout:
-                self._protocol_error(408, "Request body timeout")
-        elif state == LINGER and now - self.since > LINGER_SECONDS:
-            self.close()
+        elif state in (HEADERS, BODY):
+            if self.flow is not None and self.flow.reading_paused:
+                # We are the ones not reading (pipeline cap, or the client is
+                # not reading our responses): not the client's time.
+                self.since = now
+                self._still_sending(now)
+            elif now - self.since > (
+                limits.header_timeout if state == HEADERS else limits.body_timeout
+            ):
+                self._protocol_error(
+                    408, "Request header timeout" if state == HEADERS else "Request body timeout"
+                )
+        elif state == ACTIVE:
+            if self.flow is not None and self.flow.write_paused:
+                self._still_sending(now)
+        elif state == LINGER:
+            if not self._still_sending(now) and now - self.since > limits.linger_timeout:
+                self.close()
+        elif (
+            state == CLOSING
+            and not self._still_sending(now)
+            and now - self.since > limits.linger_timeout
+        ):
+            self.abort()  # close() did not finish: the transport is stuck
+
+    def _still_sending(self, now: float) -> bool:
+        """Is a response still buffered? Abort when it made no progress for send_timeout."""
+        try:
+            size = self.transport.get_write_buffer_size()  # type: ignore[union-attr]
+        except (AttributeError, NotImplementedError):  # gone, or a minimal transport
+            size = 0
+        if size == 0:
+            self._send_mark = -1
+            return False
+        if size != self._send_mark:
+            self._send_mark = size
+            self._send_since = now
+        elif now - self._send_since > self.limits.send_timeout:
+            self.abort()  # the client stopped reading; its handler is cancelled
+        return True
 
 
-class _Refuse(Exception):
-    """Raised from a parser callback to refuse the request with a status."""
+def _set_target(event: H3Event, url: bytes) -> None:
+    """Fill the event's paths and query from an origin-form target."""
+    path, _, query = url.partition(b"?")
+    if b"#" in path:
+        path = path.partition(b"#")[0]
+    raw = path.decode("ascii") if path.isascii() else quote_from_bytes(path, _SAFE_PATH)
+    event.raw_path = raw
+    event.route_path = routing_path(raw)
+    event.path = unquote(raw) if "%" in raw else raw
+    event.query_string = query.decode("latin-1") if query else ""
 
-    def __init__(self, status: int, reason: str) -> None:
-        self.status = status
-        self.reason = reason
 
-
-def _origin_form(url: bytes) -> bytes:
-    """Absolute-form (``http://host/path?q``) routes by its path; ``*`` stays ``*``."""
-    if url == b"*":
-        return b"*"
-    parsed = httptools.parse_url(url)
-    path = parsed.path or b"/"
-    return path + (b"?" + parsed.query if parsed.query else b"")
+def _options_star() -> Response:
+    """``OPTIONS *``: what the server as a whole supports."""
+    return Response(None, 200, [("allow", _ALLOW_ALL)])
 
 
 async def _drive(coro: Any, yielded: Any) -> Any:

@@ -165,6 +165,44 @@ def _scale(log: bool) -> Any:
     return alt.Scale(type="log") if log else alt.Scale(zero=False)
 
 
+def _assemble(
+    layers: list[Any],
+    base: Any,
+    frame: pd.DataFrame,
+    select: Any,
+    *,
+    y: str,
+    lo: str | None,
+    hi: str | None,
+    y_title: str | None,
+    facet: str | None,
+    facet_columns: int,
+    title: str | None,
+    independent_y: bool,
+    errorbar_color: str | None = None,
+) -> alt.TopLevelMixin:
+    """Add the [lo, hi] error bars, the legend selection, facets and the title."""
+    import altair as alt
+
+    if lo and hi and lo in frame.columns and hi in frame.columns:
+        mark = (
+            {"ticks": True} if errorbar_color is None else {"ticks": True, "color": errorbar_color}
+        )
+        layers.append(
+            base.mark_errorbar(**mark).encode(y=alt.Y(_field(lo, "Q"), title=y_title or y), y2=hi)
+        )
+    chart = alt.layer(*layers).add_params(select)
+    if facet:
+        chart = chart.properties(width=WIDTH - 60, height=HEIGHT - 30).facet(
+            facet=alt.Facet(_field(facet, "N"), title=facet), columns=facet_columns
+        )
+        if independent_y:
+            chart = chart.resolve_scale(y="independent")
+    if title:
+        chart = chart.properties(title=title)
+    return chart
+
+
 def line_with_errorbars(
     frame: pd.DataFrame,
     *,
@@ -205,22 +243,20 @@ def line_with_errorbars(
         y=alt.Y(_field(y, "Q"), title=y_title or y, scale=_scale(log_y)), tooltip=tips
     )
     layers: list[Any] = [lines]
-    if lo and hi and lo in frame.columns and hi in frame.columns:
-        layers.append(
-            base.mark_errorbar(ticks=True).encode(
-                y=alt.Y(_field(lo, "Q"), title=y_title or y), y2=hi
-            )
-        )
-    chart = alt.layer(*layers).add_params(select)
-    if facet:
-        chart = chart.properties(width=WIDTH - 60, height=HEIGHT - 30).facet(
-            facet=alt.Facet(_field(facet, "N"), title=facet), columns=facet_columns
-        )
-        if independent_y:
-            chart = chart.resolve_scale(y="independent")
-    if title:
-        chart = chart.properties(title=title)
-    return chart
+    return _assemble(
+        layers,
+        base,
+        frame,
+        select,
+        y=y,
+        lo=lo,
+        hi=hi,
+        y_title=y_title,
+        facet=facet,
+        facet_columns=facet_columns,
+        title=title,
+        independent_y=independent_y,
+    )
 
 
 def bars(
@@ -263,22 +299,21 @@ def bars(
             tooltip=tips,
         )
     ]
-    if lo and hi and lo in frame.columns and hi in frame.columns:
-        layers.append(
-            base.mark_errorbar(ticks=True, color="black").encode(
-                y=alt.Y(_field(lo, "Q"), title=y_title or y), y2=hi
-            )
-        )
-    chart = alt.layer(*layers).add_params(select)
-    if facet:
-        chart = chart.properties(width=WIDTH - 60, height=HEIGHT - 30).facet(
-            facet=alt.Facet(_field(facet, "N"), title=facet), columns=facet_columns
-        )
-        if independent_y:
-            chart = chart.resolve_scale(y="independent")
-    if title:
-        chart = chart.properties(title=title)
-    return chart
+    return _assemble(
+        layers,
+        base,
+        frame,
+        select,
+        y=y,
+        lo=lo,
+        hi=hi,
+        y_title=y_title,
+        facet=facet,
+        facet_columns=facet_columns,
+        title=title,
+        independent_y=independent_y,
+        errorbar_color="black",
+    )
 
 
 def time_series(
