@@ -25,9 +25,10 @@ import time
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
+from h3lab.bench.micro import BENCHES
 from h3lab.cli import CLIError, add_config_arguments, config_from_args
 
-MICRO_TARGETS = ("router", "cache", "pool", "middleware", "dispatch")
+MICRO_TARGETS = tuple(BENCHES)  # one name per bench, from the table in micro.py
 ENGINES = ("aiohttp", "wrk")
 
 

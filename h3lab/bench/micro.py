@@ -860,12 +860,21 @@ def bench_dispatch(
 # entry point
 # ---------------------------------------------------------------------------
 
+
+def bench_protocol(**kw: Any) -> list[dict[str, Any]]:
+    """ns per request through the server's protocol, parsing included (``h3lab.bench.wire``)."""
+    from h3lab.bench.wire import bench_protocol as bench
+
+    return bench(**kw)
+
+
 BENCHES: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "router": bench_router,
     "cache": bench_cache,
     "pool": bench_pool,
     "middleware": bench_middleware,
     "dispatch": bench_dispatch,
+    "protocol": bench_protocol,
 }
 
 _QUICK_TIMING = {"repetitions": 3, "warmups": 1, "min_time": 0.002, "alloc_ops": 50}
@@ -875,11 +884,12 @@ _QUICK: dict[str, dict[str, Any]] = {
     "pool": {"sizes": (16,), "concurrency": (1, 16)},
     "middleware": {"counts": (0, 1, 4)},
     "dispatch": {"n_ids": 16},
+    "protocol": {"presets": ("baseline", "performance")},
 }
 
 
 def run_micro(target: str, quick: bool = False, **kw: Any) -> list[dict[str, Any]]:
-    """Run one target's bench: "router", "cache", "pool", "middleware" or "dispatch".
+    """Run one target's bench: "router", "cache", "pool", "middleware", "dispatch" or "protocol".
 
     ``quick=True`` shrinks grids and samples (all five together take a few
     seconds: smoke tests and CI, not measurements). Keyword arguments go to

@@ -719,13 +719,10 @@ class HttpProtocol(asyncio.Protocol):
         self.state = ACTIVE
         if not keep_alive:
             self._last_request(event, llhttp_keep_alive)
-            return
-        if self.running is not None or self.queue:
-            self.queue.append(event)
-            if len(self.queue) >= self.limits.max_pipeline:
-                self._pause_input("pipeline")
-            return
-        self._dispatch(event)
+        elif self.running is not None or self.queue:
+            self._deliver(event)  # behind the requests in flight
+        else:
+            self._dispatch(event)
 
     def _unusual_complete(self, event: H3Event, flags: int) -> None:
         """on_message_complete for a request with ``_F_*`` flags (chunked, ``*``, Upgrade)."""

@@ -165,6 +165,23 @@ def _scale(log: bool) -> Any:
     return alt.Scale(type="log") if log else alt.Scale(zero=False)
 
 
+def _facet_and_title(
+    chart: Any, facet: str | None, facet_columns: int, independent_y: bool, title: str | None
+) -> Any:
+    """Facet by a strategy column (smaller panels) and set the title, as every chart does."""
+    import altair as alt
+
+    if facet:
+        chart = chart.properties(width=WIDTH - 60, height=HEIGHT - 30).facet(
+            facet=alt.Facet(_field(facet, "N"), title=facet), columns=facet_columns
+        )
+        if independent_y:
+            chart = chart.resolve_scale(y="independent")
+    if title:
+        chart = chart.properties(title=title)
+    return chart
+
+
 def _assemble(
     layers: list[Any],
     base: Any,
@@ -192,15 +209,7 @@ def _assemble(
             base.mark_errorbar(**mark).encode(y=alt.Y(_field(lo, "Q"), title=y_title or y), y2=hi)
         )
     chart = alt.layer(*layers).add_params(select)
-    if facet:
-        chart = chart.properties(width=WIDTH - 60, height=HEIGHT - 30).facet(
-            facet=alt.Facet(_field(facet, "N"), title=facet), columns=facet_columns
-        )
-        if independent_y:
-            chart = chart.resolve_scale(y="independent")
-    if title:
-        chart = chart.properties(title=title)
-    return chart
+    return _facet_and_title(chart, facet, facet_columns, independent_y, title)
 
 
 def line_with_errorbars(
@@ -347,15 +356,7 @@ def time_series(
         )
         .add_params(select)
     )
-    if facet:
-        chart = chart.properties(width=WIDTH - 60, height=HEIGHT - 30).facet(
-            facet=alt.Facet(_field(facet, "N"), title=facet), columns=facet_columns
-        )
-        if independent_y:
-            chart = chart.resolve_scale(y="independent")
-    if title:
-        chart = chart.properties(title=title)
-    return chart
+    return _facet_and_title(chart, facet, facet_columns, independent_y, title)
 
 
 def percentile_chart(
@@ -393,13 +394,7 @@ def percentile_chart(
         )
         .add_params(select)
     )
-    if facet:
-        chart = chart.properties(width=WIDTH - 60, height=HEIGHT - 30).facet(
-            facet=alt.Facet(_field(facet, "N"), title=facet), columns=3
-        )
-    if title:
-        chart = chart.properties(title=title)
-    return chart
+    return _facet_and_title(chart, facet, 3, False, title)
 
 
 def ecdf_chart(

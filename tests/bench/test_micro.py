@@ -230,3 +230,18 @@ def test_a_suspending_chain_raises() -> None:
     with pytest.raises(BenchmarkError, match="suspended"):
         micro._drive(suspends())
     assert micro._drive(42) == 42
+
+
+def test_protocol_target_rows_and_floor() -> None:
+    rows = run_micro("protocol", quick=True, presets=("performance",), endpoints=("/plaintext",))
+    ns = metric_rows(rows, "ns_per_op")
+    assert {r["strategy"] for r in ns} == {"performance", "raw"}
+    assert all(r["value"] > 0 and r["unit"] == "ns" for r in ns)
+
+
+def test_protocol_bench_refuses_wrong_answers() -> None:
+    from h3lab.bench.wire import BATCH, _check
+
+    _check([b"HTTP/1.1 200 OK\r\n\r\n" * BATCH], "ok")
+    with pytest.raises(BenchmarkError, match="answered 200"):
+        _check([b"HTTP/1.1 404 Not Found\r\n\r\n" * BATCH], "wrong")
