@@ -1,7 +1,9 @@
 """The ``h3lab`` command: ``serve``, and the ``bench``, ``study`` and ``tune`` suites.
 
 Each suite registers its own sub-commands from its package (``add_parser``),
-imported lazily so ``h3lab serve`` never imports pandas or Jupyter.
+imported lazily so ``h3lab serve`` never imports pandas or Jupyter. Every
+expected failure (a bad argument, an address in use, a missing optional
+dependency, a closed pipe) ends as one line on stderr and a non-zero status.
 """
 
 from __future__ import annotations
@@ -13,9 +15,19 @@ import os
 import sys
 import tomllib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from h3lab.config import PRESETS, Config
+
+DESCRIPTION = """\
+h3lab: an H3-style HTTP framework with its own server, and the tools that measure it.
+
+  h3lab serve APP       serve an app (e.g. h3lab serve h3lab.examples.demo:app)
+  h3lab bench ...       micro-benchmarks, load runs, peers, soak, conformance
+  h3lab study ...       run the research notebooks and build their report
+  h3lab tune ...        search the configuration that serves a workload best
+
+Run 'h3lab COMMAND --help' for a command's options."""
 
 # sub-command -> module exposing add_parser(subparsers)
 SUITES = {
@@ -24,9 +36,90 @@ SUITES = {
     "tune": "h3lab.tune.cli",
 }
 
+# An optional dependency -> the extra that installs it (see pyproject.toml).
+EXTRAS = {
+    **dict.fromkeys(("aiohttp", "hdrh", "hdrhistogram", "psutil", "tqdm"), "bench"),
+    **dict.fromkeys(
+        (
+            "pandas",
+            "pyarrow",
+            "altair",
+            "vl_convert",
+            "papermill",
+            "ipykernel",
+            "jupyterlab",
+            "jupyter_client",
+            "nbconvert",
+            "nbformat",
+            "libcachesim",
+            "optuna",
+            "sqlalchemy",
+            "psycopg2",
+        ),
+        "studies",
+    ),
+    **dict.fromkeys(
+        ("uvicorn", "starlette", "falcon", "blacksheep", "granian", "hypercorn", "gunicorn"),
+        "peers",
+    ),
+    **dict.fromkeys(("watchfiles",), "dev"),
+}
+# What each command needs beyond the core install.
+COMMAND_EXTRAS = {"bench": "bench", "study": "bench,studies", "tune": "bench,studies"}
+
 
 class CLIError(ValueError):
     """A bad argument: printed as one line, exit status 2."""
+
+
+def version_text() -> str:
+    import platform
+
+    from h3lab import __version__
+
+    return (
+        f"h3lab {__version__} with {platform.python_implementation()} "
+        f"{platform.python_version()} on {platform.system()}"
+    )
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written; every option's default shown, unless it says nothing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default in (None, False, [], "")
+            or default is argparse.SUPPRESS
+            or action.option_strings == []
+        ):
+            return text
+        return f"{text} (default: {default})"
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument error is one line (``h3lab serve: error: ...``), exit status 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def missing_extra(exc: ModuleNotFoundError, command: str) -> str | None:
+    """The one-line advice for an optional dependency that is not installed."""
+    top = (exc.name or "").split(".")[0]
+    if top.startswith("h3lab") or not top:
+        return None
+    extra = EXTRAS.get(top) or COMMAND_EXTRAS.get(command)
+    if extra is None:
+        return None
+    return f"{top} is not installed: this command needs pip install 'h3lab[{extra}]'"
 
 
 def load_app(target: str, config: Config | None) -> Any:
@@ -80,9 +173,13 @@ def config_from_args(args: argparse.Namespace) -> Config | None:
     return config
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=list(PRESETS), help="start from this preset")
-    parser.add_argument("--config", metavar="FILE", help="a .toml/.json config (Config.load)")
+def add_config_arguments(parser: Any) -> None:
+    parser.add_argument(
+        "--preset", choices=list(PRESETS), help="start from this preset (default: balanced)"
+    )
+    parser.add_argument(
+        "--config", metavar="FILE", help="a .toml or .json config file (h3lab tune writes them)"
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -92,32 +189,17 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from h3lab.server import serve
-
-    config = config_from_args(args)
-    if args.access_log:
-        config = (config or Config()).replace("server.access_log", True)
-        import logging
-
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
-    app = load_app(args.app, config)
-    serve(app, args.host, args.port, loop=args.loop, workers=args.workers)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="h3lab", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="serve an app with the built-in server")
-    serve.add_argument("app", nargs="?", default="h3lab.examples.demo:app", help="module:attr")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=3000, help="0 picks a free port")
-    serve.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop"])
-    serve.add_argument("--workers", type=int, default=1)
-    serve.add_argument("--access-log", action="store_true")
-    add_config_arguments(serve)
-    serve.set_defaults(func=_serve)
+    parser = Parser(prog="h3lab", description=DESCRIPTION)
+    parser.add_argument(
+        "--version", action="version", version=version_text(), help="print the version and exit"
+    )
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=Parser
+    )
+    from h3lab.server.command import add_parser as add_serve
+
+    add_serve(sub, HelpFormatter)
     for module_name in SUITES.values():
         try:
             module = importlib.import_module(module_name)
@@ -130,16 +212,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _closed_pipe() -> int:
+    # The reader went away (``h3lab study list | head``): stop quietly, as
+    # coreutils do, and keep the interpreter from failing again when it
+    # flushes stdout at exit.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141  # 128 + SIGPIPE, what a shell reports for a killed writer
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:
+        return _closed_pipe()
+    except ModuleNotFoundError as exc:
+        advice = missing_extra(exc, args.command)
+        if advice is None:
+            raise
+        print(f"h3lab {args.command}: error: {advice}", file=sys.stderr)
+        return 2
     except (CLIError, ValueError) as exc:
-        print(f"h3lab {args.command}: error: {exc}", file=sys.stderr)
+        print(f"h3lab {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        from h3lab.server.core import ServeError
+
+        if isinstance(exc, ServeError):
+            print(f"h3lab {args.command}: error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -283,8 +283,9 @@ class Config:
         A top-level ``"preset"`` key starts from that preset instead of the defaults.
         """
         data = dict(data)
-        base = cls.preset(data.pop("preset")) if "preset" in data else cls()
+        name = data.pop("preset", None)
         data.pop("preset_name", None)
+        base = cls.preset(name) if name is not None else cls()
         flat: dict[str, Any] = {}
         for section, values in data.items():
             if section not in _SECTIONS:
@@ -376,10 +377,13 @@ class Config:
     def dump(self, path: str | Path) -> Path:
         """Write as ``.toml`` or ``.json``; ``Config.load`` reads it back exactly."""
         path = Path(path)
+        # The preset goes first (a TOML top-level key must precede the tables):
+        # ``from_dict`` starts from it, so the label (``performance+2``) survives.
+        data = {"preset": self.preset_name, **self.to_dict()}
         if path.suffix == ".json":
-            path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+            path.write_text(json.dumps(data, indent=2) + "\n")
         elif path.suffix == ".toml":
-            path.write_text(to_toml(self.to_dict()))
+            path.write_text(to_toml(data))
         else:
             raise ValueError(f"config file must end in .toml or .json, got {path.name!r}")
         return path
@@ -419,10 +423,16 @@ def parse_value(key: str, raw: str) -> Any:
     return raw
 
 
-def to_toml(data: dict[str, dict[str, Any]]) -> str:
-    """A minimal TOML writer for the config tree (tables of scalars)."""
-    lines: list[str] = []
+def to_toml(data: dict[str, Any]) -> str:
+    """A minimal TOML writer for the config tree (top-level scalars, then tables of scalars)."""
+    lines: list[str] = [
+        f"{key} = {json.dumps(value)}" for key, value in data.items() if not isinstance(value, dict)
+    ]
+    if lines:
+        lines.append("")
     for section, values in data.items():
+        if not isinstance(values, dict):
+            continue
         lines.append(f"[{section}]")
         for key, value in values.items():
             if value is None:

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import multiprocessing
 import os
 import signal
 import socket
+import ssl as ssl_module
+import stat
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -26,6 +29,26 @@ if TYPE_CHECKING:
     from h3lab.app import H3
 
 logger = logging.getLogger("h3lab.server")
+
+
+class ServeError(RuntimeError):
+    """The server cannot start (address in use, cannot bind, bad socket): one line."""
+
+
+def check_port(port: int) -> int:
+    # Checked here: some event loops silently take a port modulo 65536.
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be in 0..65535 (0 picks a free port), got {port!r}")
+    return port
+
+
+def listen_error(where: str, exc: OSError) -> ServeError:
+    reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+    if exc.errno == errno.EADDRINUSE:
+        reason = "address already in use (another server is listening there)"
+    elif isinstance(exc, socket.gaierror):
+        reason = f"unknown host ({exc.strerror})"
+    return ServeError(f"cannot listen on {where}: {reason}")
 
 
 class Server:
@@ -43,12 +66,16 @@ class Server:
         *,
         sock: socket.socket | None = None,
         reuse_port: bool = False,
+        uds: str | None = None,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
         self.app = app
         self.config = app.config
         self.host = host
-        self.port = port
+        self.port = check_port(port)
         self.sock = sock
+        self.uds = uds
+        self.ssl = ssl
         self.reuse_port = reuse_port
         app.server = self
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
@@ -88,12 +115,34 @@ class Server:
         self.now = time.monotonic()
         self.started_at = self.now
         kwargs: dict[str, Any] = {"backlog": self.config.server.backlog}
-        if self.sock is not None:
-            kwargs["sock"] = self.sock
+        if self.ssl is not None:
+            kwargs["ssl"] = self.ssl
+        try:
+            if self.sock is not None:
+                kwargs["sock"] = self.sock
+                if self.sock.family == socket.AF_UNIX:
+                    self._listener = await self.loop.create_unix_server(
+                        lambda: HttpProtocol(self), **kwargs
+                    )
+                else:
+                    self._listener = await self.loop.create_server(
+                        lambda: HttpProtocol(self), **kwargs
+                    )
+            elif self.uds is not None:
+                _remove_stale_socket(self.uds)
+                self._listener = await self.loop.create_unix_server(
+                    lambda: HttpProtocol(self), path=self.uds, **kwargs
+                )
+            else:
+                kwargs.update(host=self.host, port=self.port, reuse_port=self.reuse_port or None)
+                self._listener = await self.loop.create_server(lambda: HttpProtocol(self), **kwargs)
+        except OSError as exc:
+            raise listen_error(self._where(), exc) from None
+        address = self._listener.sockets[0].getsockname()
+        if isinstance(address, tuple):
+            self.host, self.port = address[0], address[1]
         else:
-            kwargs.update(host=self.host, port=self.port, reuse_port=self.reuse_port or None)
-        self._listener = await self.loop.create_server(lambda: HttpProtocol(self), **kwargs)
-        self.port = self._listener.sockets[0].getsockname()[1]
+            self.uds = address or self.uds
         self._ticker = self.loop.call_later(self.tick_interval, self._tick)
 
     async def __aenter__(self) -> Server:
@@ -103,9 +152,20 @@ class Server:
     async def __aexit__(self, *exc: object) -> None:
         await self.shutdown()
 
+    def _where(self) -> str:
+        if self.sock is not None:
+            return f"file descriptor {self.sock.fileno()}"
+        if self.uds is not None:
+            return f"unix socket {self.uds}"
+        return f"{self.host}:{self.port}"
+
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        """``http://127.0.0.1:3000``, ``https://...`` with TLS, ``unix:/path`` on a Unix socket."""
+        if self.uds is not None:
+            return f"unix:{self.uds}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.ssl is not None else 'http'}://{host}:{self.port}"
 
     def _tick(self) -> None:
         now = self.now = time.monotonic()
@@ -185,16 +245,23 @@ class Server:
 # -- running -----------------------------------------------------------------
 
 
+def _remove_stale_socket(path: str) -> None:
+    # A socket file left by a server that died; anything else is not ours to delete.
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.unlink(path)
+
+
 def _loop_factory(loop: str) -> Any:
     if loop not in ("auto", "asyncio", "uvloop"):
-        raise ValueError(f"loop must be one of ['auto', 'asyncio', 'uvloop'], got {loop!r}")
+        raise ValueError(f"loop must be one of auto, asyncio, uvloop, got {loop!r}")
     if loop == "asyncio":
         return asyncio.new_event_loop
     try:
         import uvloop
     except ImportError:
         if loop == "uvloop":
-            raise
+            raise ValueError("--loop uvloop: uvloop is not installed") from None
         return asyncio.new_event_loop
     return uvloop.new_event_loop
 
@@ -204,6 +271,22 @@ def loop_name(loop: str) -> str:
     return "uvloop" if factory is not asyncio.new_event_loop else "asyncio"
 
 
+def describe_config(config: Any) -> str:
+    """``balanced+1 (cache.size=77)``: the preset and what differs from it."""
+    changed = config.overrides()
+    if not changed:
+        return config.label
+    return f"{config.label} ({', '.join(f'{k}={v}' for k, v in changed.items())})"
+
+
+def _announce(url: str, config: Any, details: str) -> None:
+    print(
+        f"h3lab serving on {url} (config {describe_config(config)}; {details}). "
+        "Press CTRL+C to quit",
+        flush=True,
+    )
+
+
 async def _serve_until_signal(server: Server, announce: bool, ready: Any = None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -211,15 +294,24 @@ async def _serve_until_signal(server: Server, announce: bool, ready: Any = None)
         loop.add_signal_handler(sig, stop.set)
     await server.start()
     if announce:
-        print(
-            f"h3lab serving on {server.url} (preset={server.config.label}, "
-            f"loop={type(loop).__module__.split('.')[0]}, pid={os.getpid()})",
-            flush=True,
+        _announce(
+            server.url,
+            server.config,
+            f"loop {type(loop).__module__.split('.')[0]}, pid {os.getpid()}",
         )
     if ready is not None:
         ready.set()
     await stop.wait()
+    if announce:
+        busy = sum(1 for c in server.connections if c.in_flight())
+        print(
+            f"h3lab shutting down ({busy} request(s) in flight, "
+            f"{len(server.connections)} connection(s))",
+            flush=True,
+        )
     await server.shutdown()
+    if announce:
+        print("h3lab stopped", flush=True)
 
 
 def serve(
@@ -230,55 +322,105 @@ def serve(
     loop: str = "auto",
     workers: int = 1,
     announce: bool = True,
+    uds: str | None = None,
+    sock: socket.socket | None = None,
+    ssl: ssl_module.SSLContext | None = None,
 ) -> None:
     """Serve ``app`` until SIGINT/SIGTERM, then shut down gracefully (exit 0).
 
-    ``workers > 1`` forks that many processes that each bind the same port
-    with SO_REUSEPORT; the kernel spreads connections across them.
+    Listens on ``host:port``, or on the Unix socket ``uds``, or on an already
+    bound ``sock`` (``--fd``); ``ssl`` serves HTTPS. ``workers > 1`` forks that
+    many processes: on TCP each binds the same port with SO_REUSEPORT and the
+    kernel spreads connections across them; on a Unix socket or an inherited
+    socket they share the one listening socket.
+    Raises ``ServeError`` (one line) when it cannot listen.
     """
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers!r}")
+    check_port(port)
     factory = _loop_factory(loop)
     if workers == 1:
         with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(_serve_until_signal(Server(app, host, port), announce))
+            runner.run(
+                _serve_until_signal(Server(app, host, port, sock=sock, uds=uds, ssl=ssl), announce)
+            )
         return
-    _serve_workers(app, host, port, loop, workers, announce)
+    _serve_workers(app, host, port, loop, workers, announce, uds=uds, sock=sock, ssl=ssl)
 
 
-def _worker_main(app: H3, host: str, port: int, loop: str, ready: Any) -> None:
+def _worker_main(app: H3, host: str, port: int, loop: str, ready: Any, options: Any) -> None:
+    server = Server(app, host, port, reuse_port=options["sock"] is None, **options)
     with asyncio.Runner(loop_factory=_loop_factory(loop)) as runner:
-        runner.run(_serve_until_signal(Server(app, host, port, reuse_port=True), False, ready))
+        runner.run(_serve_until_signal(server, False, ready))
 
 
-def _serve_workers(app: H3, host: str, port: int, loop: str, workers: int, announce: bool) -> None:
-    # Reserve the port first (port 0 = pick one) so every worker binds the same one.
-    reserve = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    reserve.bind((host, port))
-    port = reserve.getsockname()[1]
+def _serve_workers(
+    app: H3,
+    host: str,
+    port: int,
+    loop: str,
+    workers: int,
+    announce: bool,
+    *,
+    uds: str | None,
+    sock: socket.socket | None,
+    ssl: ssl_module.SSLContext | None,
+) -> None:
+    reserve = None
+    if sock is None and uds is not None:
+        # One listening socket, inherited by every worker.
+        _remove_stale_socket(uds)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(uds)
+        except OSError as exc:
+            raise listen_error(f"unix socket {uds}", exc) from None
+        sock.listen(app.config.server.backlog)
+    if sock is not None:
+        address = sock.getsockname()
+        url = (
+            f"unix:{address}"
+            if sock.family == socket.AF_UNIX
+            else f"{'https' if ssl else 'http'}://{address[0]}:{address[1]}"
+        )
+    else:
+        # Reserve the port first (port 0 = pick one) so every worker binds the same one.
+        try:
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+            reserve = socket.socket(family, socket.SOCK_STREAM)
+            reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            reserve.bind((host, port))
+        except OSError as exc:
+            if reserve is not None:
+                reserve.close()
+            raise listen_error(f"{host}:{port}", exc) from None
+        port = reserve.getsockname()[1]
+        shown = f"[{host}]" if ":" in host else host
+        url = f"{'https' if ssl else 'http'}://{shown}:{port}"
+    options = {"sock": sock, "ssl": ssl, "uds": None}
     ctx = multiprocessing.get_context("fork")
     procs = []
     readies = []
     for _ in range(workers):
         ready = ctx.Event()
-        proc = ctx.Process(target=_worker_main, args=(app, host, port, loop, ready), daemon=True)
+        proc = ctx.Process(
+            target=_worker_main, args=(app, host, port, loop, ready, options), daemon=True
+        )
         proc.start()
         procs.append(proc)
         readies.append(ready)
     for ready in readies:
         ready.wait(30)
-    reserve.close()
+    if reserve is not None:
+        reserve.close()
     if announce:
-        print(
-            f"h3lab serving on http://{host}:{port} (preset={app.config.label}, "
-            f"loop={loop_name(loop)}, workers={workers}, pid={os.getpid()})",
-            flush=True,
-        )
+        _announce(url, app.config, f"loop {loop_name(loop)}, {workers} workers, pid {os.getpid()}")
     stopping = False
 
     def forward(signum: int, _frame: Any) -> None:
         nonlocal stopping
+        if announce and not stopping:
+            print("h3lab shutting down the workers", flush=True)
         stopping = True
         for proc in procs:
             if proc.is_alive() and proc.pid is not None:
@@ -293,3 +435,5 @@ def _serve_workers(app: H3, host: str, port: int, loop: str, workers: int, annou
     if not stopping or any(code not in (0, None) for code in codes):
         logger.error("workers exited with codes %s", codes)
         sys.exit(1)
+    if announce:
+        print("h3lab stopped", flush=True)

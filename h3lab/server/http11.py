@@ -106,7 +106,9 @@ def error_bytes(status: int, message: str, *, server: bytes = b"", date: bytes =
     """A complete ``connection: close`` JSON error response, for protocol errors."""
     import json
 
-    body = json.dumps({"status": status, "message": message, "data": None}).encode()
+    body = json.dumps(
+        {"status": status, "message": message, "data": None}, separators=(",", ":")
+    ).encode()
     return b"".join(
         (
             status_line(status),

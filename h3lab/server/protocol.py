@@ -60,6 +60,7 @@ from h3lab.errors import HTTPError
 from h3lab.response import JSON_TYPE, Response, json_encode
 from h3lab.routing import routing_path
 from h3lab.server import framing, http11
+from h3lab.server.access_log import log_access, request_started
 from h3lab.server.flow import FlowControl
 from h3lab.server.framing import (
     BODY_DISCARDED,
@@ -73,7 +74,6 @@ if TYPE_CHECKING:
     from h3lab.server.core import Server
 
 logger = logging.getLogger("h3lab.server")
-access_logger = logging.getLogger("h3lab.access")
 
 # Connection states, for the server's deadline sweep.
 IDLE = 0  # keep-alive, waiting for the next request
@@ -175,6 +175,7 @@ class _Stop(Exception):
 
 class HttpProtocol(asyncio.Protocol):
     __slots__ = (
+        "_access_starts",
         "_body",
         "_body_buf",
         "_body_size",
@@ -264,6 +265,7 @@ class HttpProtocol(asyncio.Protocol):
         self._body_buf: bytearray | None = None
         self._body_size = 0
         self._body_wire = 0
+        self._access_starts: deque[float] | None = None  # see access_log.py
 
     # -- connection lifecycle ------------------------------------------------
 
@@ -532,6 +534,8 @@ class HttpProtocol(asyncio.Protocol):
         self._body_size = 0
         self.state = HEADERS
         self.since = self.server.now
+        if self.server.access_log:
+            request_started(self)
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -852,7 +856,7 @@ class HttpProtocol(asyncio.Protocol):
                 self.requests_served += 1
                 server.requests += 1
                 if server.access_log:
-                    _log_access(event, 200)
+                    log_access(event, 200, len(body))
                 self.pool.release(event)
                 if not keep_alive:
                     self._close_when_done()
@@ -873,7 +877,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         head, body, status = self._encode(event, response, keep_alive, head_only)
         transport.write(head + body if body else head)
-        self._finish(event, keep_alive, status)
+        self._finish(event, keep_alive, status, len(body))
 
     def _encode(
         self, event: H3Event, response: Response, keep_alive: bool, head_only: bool
@@ -986,12 +990,14 @@ class HttpProtocol(asyncio.Protocol):
             transport.write(http11.CHUNKED_END)
         return True
 
-    def _finish(self, event: H3Event, keep_alive: bool, status: int = 200) -> None:
+    def _finish(
+        self, event: H3Event, keep_alive: bool, status: int = 200, size: int | None = None
+    ) -> None:
         self.requests_served += 1
         server = self.server
         server.requests += 1
         if server.access_log:
-            _log_access(event, status)
+            log_access(event, status, size)
         self._release(event)
         if not keep_alive:
             self._close_when_done()
@@ -1197,21 +1203,6 @@ async def _drive(coro: Any, yielded: Any) -> Any:
             yielded = coro.send(None)
         except StopIteration as stop:
             return stop.value
-
-
-def _log_access(event: H3Event, status: int) -> None:
-    peer = event.remote[0] if isinstance(event.remote, tuple) else event.remote
-    target = event.raw_path + ("?" + event.query_string if event.query_string else "")
-    # unicode_escape turns control bytes (and log-forging newlines) into
-    # visible escapes: a log line is always exactly one line.
-    access_logger.info(
-        "%s %s %s HTTP/%s %d",
-        peer,
-        event.method.encode("unicode_escape").decode("ascii"),
-        target.encode("unicode_escape").decode("ascii"),
-        event.http_version,
-        status,
-    )
 
 
 def error_json(status: int, message: str) -> bytes:

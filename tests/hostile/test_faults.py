@@ -21,7 +21,7 @@ import pytest
 
 from h3lab.bench.server import ServerProcess
 from h3lab.event import H3Event
-from h3lab.server.protocol import _log_access
+from h3lab.server.access_log import log_access
 from tests.hostile.conftest import (
     GET_OK,
     PRESET_NAMES,
@@ -228,7 +228,7 @@ def test_access_log_escapes_control_bytes(caplog: Any) -> None:
     event.method = "GET"
     event.raw_path = "/a\r\nforged 200"
     event.query_string = "x=\x1b[31m\x00"
-    _log_access(event, 200)
+    log_access(event, 200, 0)
     (record,) = caplog.records
     line = record.getMessage()
     assert "\n" not in line and "\r" not in line and "\x1b" not in line and "\x00" not in line
