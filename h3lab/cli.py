@@ -83,8 +83,20 @@ def version_text() -> str:
     )
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Descriptions as written; every option's default shown, unless it says nothing."""
+class HelpFormatter(argparse.HelpFormatter):
+    """Descriptions keep their line breaks (long lines wrapped, indented lines as they
+    are); every option's default is shown, unless it says nothing."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import textwrap
+
+        out: list[str] = []
+        for line in text.splitlines():
+            if len(line) <= width or line.startswith(" "):
+                out.append(indent + line)
+            else:
+                out += textwrap.wrap(line, width, initial_indent=indent, subsequent_indent=indent)
+        return "\n".join(out)
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
@@ -109,6 +121,25 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(2)
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old option name that still works (hidden from --help) and says its new name."""
+
+    def __init__(self, *args: Any, new: str, **kwargs: Any) -> None:
+        self.new = new
+        super().__init__(*args, **kwargs)
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        print(f"note: {option} is deprecated, use {self.new}", file=sys.stderr)
+        if isinstance(getattr(namespace, self.dest, None), list):
+            getattr(namespace, self.dest).append(values)
+        else:
+            setattr(namespace, self.dest, values)
+
+
+def add_alias(parser: Any, old: str, new: str, dest: str) -> None:
+    parser.add_argument(old, dest=dest, action=DeprecatedAlias, new=new, help=argparse.SUPPRESS)
 
 
 def missing_extra(exc: ModuleNotFoundError, command: str) -> str | None:

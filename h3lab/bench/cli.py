@@ -1,12 +1,14 @@
-"""``h3lab bench``: micro, load and peers, each writing a run to the results store.
+"""``h3lab bench``: micro, load, peers, soak and conformance.
 
 ::
 
-    h3lab bench micro [--target router|cache|pool|middleware|dispatch|all] [--quick]
+    h3lab bench micro [--target router|cache|pool|middleware|dispatch|protocol|all] [--quick]
     h3lab bench load --preset performance --workload zipf --connections 64 --duration 10
-                     [--set k=v ...] [--config FILE] [--rate R] [--engine aiohttp|wrk]
+                     [--set k=v ...] [--config FILE] [--rate R] [--engine auto|aiohttp|wrk]
                      [--pipelining N] [--server-cpu 0 --load-cpu 1]
     h3lab bench peers [--quick] [--endpoints plaintext json params] [--duration S]
+    h3lab bench soak --duration 600
+    h3lab bench conformance
 
 Every command verifies responses before timing, shows a progress bar on a
 terminal, prints a plain-text summary, writes its rows with ``RunWriter``
@@ -19,17 +21,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import statistics
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
-from typing import Any, NoReturn
+from typing import Any
 
 from h3lab.bench.micro import BENCHES
-from h3lab.cli import CLIError, add_config_arguments, config_from_args
+from h3lab.cli import CLIError, Parser, add_alias, add_config_arguments, config_from_args
 
 MICRO_TARGETS = tuple(BENCHES)  # one name per bench, from the table in micro.py
 ENGINES = ("aiohttp", "wrk")
+COMMANDS = ("micro", "load", "peers", "soak", "conformance")
 
 
 class BenchArgumentError(CLIError, ValueError):
@@ -41,21 +46,27 @@ class BenchArgumentError(CLIError, ValueError):
     """
 
 
-class OneLineParser(argparse.ArgumentParser):
+class OneLineParser(Parser):
     """Argument errors as one line (``h3lab bench load: error: ...``) and exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        sys.exit(2)
 
 
 def add_parser(subparsers: Any) -> None:
-    bench = subparsers.add_parser("bench", help="micro-benchmarks, load runs, peer comparison")
+    bench = subparsers.add_parser(
+        "bench",
+        help="micro-benchmarks, load runs, peers, soak, conformance",
+        description="Measure h3lab: each command prints a summary and writes its rows "
+        "under --root (data/runs).",
+    )
     bench.set_defaults(func=_missing_command)
-    sub = bench.add_subparsers(dest="bench_command", parser_class=OneLineParser)
+    sub = bench.add_subparsers(dest="bench_command", parser_class=OneLineParser, metavar="COMMAND")
 
     micro = sub.add_parser("micro", help="in-process micro-benchmarks of each strategy family")
-    micro.add_argument("--target", default="all", help=f"one of {[*MICRO_TARGETS, 'all']}")
+    micro.add_argument(
+        "--target",
+        default="all",
+        choices=[*MICRO_TARGETS, "all"],
+        help="which bench to run",
+    )
     micro.add_argument("--quick", action="store_true", help="small grids and few samples (smoke)")
     _add_store_arguments(micro)
     micro.set_defaults(func=cmd_micro)
@@ -64,7 +75,9 @@ def add_parser(subparsers: Any) -> None:
     add_config_arguments(load)
     load.add_argument("--app", default="h3lab.bench.apps:create_app", help="module:attr to serve")
     load.add_argument(
-        "--workload", default="zipf", help="uniform|zipf|scan|adversarial|mixed|trace"
+        "--workload",
+        default="zipf",
+        help="uniform, zipf, scan, adversarial, mixed or trace (with --param path=FILE)",
     )
     load.add_argument(
         "--param",
@@ -73,35 +86,48 @@ def add_parser(subparsers: Any) -> None:
         metavar="KEY=VALUE",
         help="workload parameter, e.g. --param s=1.2 or --param path=trace.csv (repeatable)",
     )
-    load.add_argument("--connections", type=int, default=64)
+    add_alias(load, "--workload-arg", "--param", "param")
+    load.add_argument("--connections", type=int, default=64, help="concurrent connections")
     load.add_argument("--duration", type=float, default=10.0, help="seconds of timed load")
     load.add_argument(
         "--warmup", type=float, default=1.0, help="untimed seconds first (closed loop)"
     )
     load.add_argument("--rate", type=float, default=None, help="open loop at R req/s (wrk2 method)")
-    load.add_argument("--engine", default="aiohttp", help=f"one of {list(ENGINES)}")
-    load.add_argument("--pipelining", type=int, default=1)
+    load.add_argument(
+        "--engine",
+        default="auto",
+        choices=["auto", *ENGINES],
+        help="load generator (auto: wrk when installed and the workload is all GETs, else aiohttp)",
+    )
+    load.add_argument("--pipelining", type=int, default=1, help="requests in flight per connection")
     load.add_argument("--threads", type=int, default=1, help="wrk threads")
     load.add_argument("--timeout", type=float, default=5.0, help="per-request timeout (s)")
     load.add_argument("--repetitions", type=int, default=1, help="server restarted for each")
-    load.add_argument("--server-cpu", type=int, default=_default_cpu(0))
-    load.add_argument("--load-cpu", type=int, default=_default_cpu(1))
+    load.add_argument("--server-cpu", type=int, default=_default_cpu(0), help="pin the server")
+    load.add_argument("--load-cpu", type=int, default=_default_cpu(1), help="pin the load")
     _add_store_arguments(load)
     load.set_defaults(func=cmd_load)
 
     peers = sub.add_parser("peers", help="h3lab vs other Python servers on the same endpoints")
     peers.add_argument("--quick", action="store_true", help="1 s per cell, no priming")
-    peers.add_argument("--endpoints", nargs="+", default=None, help="plaintext json params")
+    peers.add_argument(
+        "--endpoints", nargs="+", default=None, help="among plaintext, json, params (default: all)"
+    )
     peers.add_argument(
         "--peers", nargs="+", default=None, help="peer names (default: all available)"
     )
     peers.add_argument("--presets", nargs="+", default=["performance"], help="h3lab presets")
     peers.add_argument("--duration", type=float, default=None, help="seconds per cell (default 5)")
-    peers.add_argument("--connections", type=int, default=64)
-    peers.add_argument("--engine", default=None, help="wrk (default when installed) or aiohttp")
-    peers.add_argument("--repetitions", type=int, default=1)
-    peers.add_argument("--server-cpu", type=int, default=_default_cpu(0))
-    peers.add_argument("--load-cpu", type=int, default=_default_cpu(1))
+    peers.add_argument("--connections", type=int, default=64, help="concurrent connections")
+    peers.add_argument(
+        "--engine",
+        default="auto",
+        choices=["auto", *ENGINES],
+        help="load generator (auto: wrk when installed)",
+    )
+    peers.add_argument("--repetitions", type=int, default=1, help="interleaved rounds")
+    peers.add_argument("--server-cpu", type=int, default=_default_cpu(0), help="pin the servers")
+    peers.add_argument("--load-cpu", type=int, default=_default_cpu(1), help="pin the load")
     _add_store_arguments(peers)
     peers.set_defaults(func=cmd_peers)
 
@@ -114,6 +140,7 @@ def add_parser(subparsers: Any) -> None:
 
 def _add_store_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", default="data/runs", help="results store root")
+    add_alias(parser, "--results-root", "--root", "root")
     parser.add_argument("--run-id", default=None, help="run directory name (default: timestamp)")
 
 
@@ -126,7 +153,9 @@ def _default_cpu(cpu: int) -> int | None:
 
 
 def _missing_command(args: argparse.Namespace) -> int:
-    raise BenchArgumentError("choose a bench command: micro, load or peers")
+    raise BenchArgumentError(
+        f"choose a bench command: {', '.join(COMMANDS)} (see h3lab bench --help)"
+    )
 
 
 def _check_cpu(name: str, cpu: int | None) -> None:
@@ -198,28 +227,84 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_micro(args: argparse.Namespace) -> int:
-    from h3lab.bench.micro import medians, run_micro
+    from h3lab.bench.micro import BenchmarkStabilityWarning, run_micro
 
-    if args.target != "all" and args.target not in MICRO_TARGETS:
-        raise BenchArgumentError(
-            f"--target must be one of {[*MICRO_TARGETS, 'all']}, got {args.target!r}"
-        )
     chosen = list(MICRO_TARGETS) if args.target == "all" else [args.target]
     rows: list[dict[str, Any]] = []
+    unstable: list[str] = []
     bar = _bar(len(chosen), "micro", unit="target")
     for target in chosen:
         bar.set_postfix_str(target)
-        rows += run_micro(target, quick=args.quick)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", BenchmarkStabilityWarning)
+            rows += run_micro(target, quick=args.quick)
+        unstable += [str(w.message) for w in caught if w.category is BenchmarkStabilityWarning]
         bar.update(1)
     bar.close()
-    print(f"{'target':<11} {'strategy':<14} {'param':<16} {'ns/op (median)':>15}")
-    for key, value in medians(rows).items():
-        target, strategy, param = key[:3]
-        extra = ",".join(str(k) for k in key[3:] if k is not None)
-        label = f"{param}" + (f" [{extra}]" if extra else "")
-        print(f"{target:<11} {strategy:<14} {label:<16.16} {value:>15.1f}")
+    print(format_micro(rows))
+    if unstable:
+        print(
+            f"\n! {len(unstable)} of {len(micro_groups(rows))} results are unstable: their values "
+            "spread by 10% or more (pyperf's test), so the machine was busy or the loops too "
+            "short. Compare them with care, or rerun on a quiet machine without --quick."
+        )
     _write("bench-micro", rows, args, _params(args))
     return 0
+
+
+# What a micro target's ``param`` counts, for the table.
+PARAM_NAMES = {
+    "router": "routes",
+    "cache": "entries",
+    "pool": "held",
+    "middleware": "layers",
+    "dispatch": "endpoint",
+    "protocol": "requests",
+}
+
+
+def _param_label(row: dict[str, Any]) -> str:
+    target = row["target"]
+    parts = [f"{PARAM_NAMES.get(target, 'param')}={row['param']}"]
+    if target == "router" and row.get("cached") is not None:
+        parts.append("cached" if row["cached"] else "uncached")
+    if target == "pool" and row.get("pool_size") is not None:
+        parts.append(f"pool={row['pool_size']}")
+    if target == "middleware" and row.get("kind"):
+        parts.append(str(row["kind"]))
+    return ", ".join(parts)
+
+
+def micro_groups(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+    """The ``ns_per_op`` rows of each (target, strategy, param label), in run order."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        if row["metric"] == "ns_per_op":
+            key = (row["target"], row["strategy"], _param_label(row))
+            groups.setdefault(key, []).append(row)
+    return groups
+
+
+def format_micro(rows: list[dict[str, Any]]) -> str:
+    """pyperf-style: median, std and the counts behind them; ! marks an unstable result."""
+    head = (
+        f"{'target':<10} {'strategy':<12} {'param':<24} {'median ns':>10} {'std ns':>9} "
+        f"{'values':>6} {'loops':>9}"
+    )
+    lines = [head, "-" * len(head)]
+    for (target, strategy, label), group in micro_groups(rows).items():
+        values = [r["value"] for r in group]
+        std = statistics.stdev(values) if len(values) > 1 else float("nan")
+        flag = " !" if any(r.get("warning") for r in group) else ""
+        lines.append(
+            f"{target:<10} {strategy:<12} {label:<24} {statistics.median(values):>10.1f} "
+            f"{std:>9.1f} {len(values):>6} {group[0].get('loops', 0):>9}{flag}"
+        )
+    lines.append(
+        "median and std over the values (one per interleaved round); "
+        "loops: operations per value; ns per operation."
+    )
+    return "\n".join(lines)
 
 
 # -- load ---------------------------------------------------------------------------------
@@ -232,15 +317,15 @@ def cmd_load(args: argparse.Namespace) -> int:
     from h3lab.bench.server import ServerProcess
     from h3lab.bench.workloads import make_workload
     from h3lab.bench.wrk import run_wrk, wrk_available
+    from h3lab.cli import load_app
     from h3lab.config import Config
+    from h3lab.server.core import describe_config
 
     # Every argument is checked before a server starts.
     try:
         config = config_from_args(args) or Config.preset("balanced")
     except (CLIError, OSError) as exc:
         raise BenchArgumentError(str(exc)) from None
-    if args.engine not in ENGINES:
-        raise BenchArgumentError(f"--engine must be one of {list(ENGINES)}, got {args.engine!r}")
     _positive("--connections", args.connections, integer=True)
     _positive("--duration", args.duration)
     _positive("--rate", args.rate)
@@ -255,33 +340,64 @@ def cmd_load(args: argparse.Namespace) -> int:
         raise BenchArgumentError("--rate (open loop) runs on the aiohttp engine without pipelining")
     if args.engine == "wrk" and not wrk_available():
         raise BenchArgumentError("--engine wrk: wrk is not installed")
+    params = _workload_params(args.param)
     try:
-        workload = make_workload(args.workload, **_workload_params(args.param))
+        workload = make_workload(args.workload, **params)
     except TypeError as exc:  # a missing required parameter (trace needs path=...)
         raise BenchArgumentError(f"--workload {args.workload}: {exc}") from None
     name, reqs = resolve_requests(workload, 10_000)
-    if args.engine == "wrk" and any(r.method != "GET" or r.body for r in reqs):
+    gets_only = all(r.method == "GET" and not r.body for r in reqs)
+    if args.engine == "wrk" and not gets_only:
         raise BenchArgumentError(
             f"--engine wrk sends GETs only; workload {name!r} has other requests"
         )
+    engine, why = args.engine, "asked for"
+    if engine == "auto":
+        if args.rate is not None:
+            engine, why = "aiohttp", "open loop (--rate)"
+        elif args.pipelining > 1:
+            engine, why = "aiohttp", "--pipelining"
+        elif not wrk_available():
+            engine, why = "aiohttp", "wrk is not installed"
+        elif not gets_only:
+            engine, why = "aiohttp", "the workload is not all GETs"
+        else:
+            engine, why = "wrk", "installed"
+    load_app(args.app, config)  # a bad --app is one line here, not a server's traceback
 
     cols = {**config_columns(config), "preset": args.preset or config.preset_name}
+    shown = ", ".join(f"{k}={v}" for k, v in params.items())
+    mode = f"open loop at {args.rate:g} req/s" if args.rate is not None else "closed loop"
+    print(
+        f"bench load: workload {name}{f' ({shown})' if shown else ''}, "
+        f"config {describe_config(config)}, app {args.app}\n"
+        f"  engine {engine} ({why}), {mode}, {args.connections} connections, "
+        f"{args.warmup:g} s warm-up + {args.duration:g} s, {args.repetitions} repetition(s), "
+        f"server cpu {args.server_cpu}, load cpu {args.load_cpu}",
+        flush=True,
+    )
     rows: list[dict[str, Any]] = []
     results = []
     for rep in range(args.repetitions):
-        with ServerProcess(
+        srv = ServerProcess(
             app=args.app,
             preset=None if args.config else (args.preset or "balanced"),
             overrides=args.set,
             config_file=args.config,
             cpu=args.server_cpu,
-        ) as srv:
+        )
+        with _running(srv):
             verify(srv.url, reqs)
             before = srv.fetch_stats() or {}
             fetches = srv.stats_fetches
             label = f"{name} rep {rep + 1}/{args.repetitions}"
+            print(
+                f"  rep {rep + 1}/{args.repetitions}: loading {srv.url} "
+                f"for {args.duration + (args.warmup if args.rate is None else 0):g} s ...",
+                flush=True,
+            )
             with _timed_bar(args.duration + (args.warmup if args.rate is None else 0), label):
-                if args.engine == "wrk":
+                if engine == "wrk":
                     result = run_wrk(
                         srv.url,
                         connections=args.connections,
@@ -337,6 +453,23 @@ def cmd_load(args: argparse.Namespace) -> int:
     _print_load_summary(results)
     _write("bench-load", rows, args, _params(args))
     return 0
+
+
+@contextlib.contextmanager
+def _running(srv: Any) -> Iterator[Any]:
+    """A started ``ServerProcess``, always stopped; a failed start is one error line."""
+    from h3lab.bench.server import ServerStartError
+
+    try:
+        srv.start()
+    except ServerStartError as exc:
+        srv.stop()
+        tail = [line for line in str(exc).splitlines() if line.strip()]
+        raise BenchArgumentError(f"the server did not start: {tail[-1]}") from None
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 def _workload_params(items: list[str]) -> dict[str, Any]:
@@ -426,9 +559,7 @@ def cmd_peers(args: argparse.Namespace) -> int:
     for preset in args.presets:
         if preset not in PRESETS:
             raise BenchArgumentError(f"--presets must be among {list(PRESETS)}, got {preset!r}")
-    engine = args.engine or ("wrk" if wrk_available() else "aiohttp")
-    if engine not in ENGINES:
-        raise BenchArgumentError(f"--engine must be one of {list(ENGINES)}, got {engine!r}")
+    engine = args.engine if args.engine != "auto" else ("wrk" if wrk_available() else "aiohttp")
     if engine == "wrk" and not wrk_available():
         raise BenchArgumentError("--engine wrk: wrk is not installed")
     duration = args.duration if args.duration is not None else (1.0 if args.quick else 5.0)

@@ -335,8 +335,12 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "conformance",
         help="hostile payloads against h3lab and uvicorn/hypercorn/gunicorn: status table",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Send every hostile payload of h3lab.bench.hostile (request smuggling, bad "
+            "framing, limits, ...) over a new loopback connection to h3lab and to each peer "
+            "server installed (uvicorn, hypercorn, gunicorn), and print each server's answer "
+            "per case, with the cases where h3lab is stricter."
+        ),
     )
     parser.add_argument(
         "--servers", nargs="+", default=None, metavar="NAME", help=f"subset of {list(TARGETS)}"

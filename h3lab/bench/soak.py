@@ -440,8 +440,13 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "soak",
         help="minutes of mixed valid/hostile/aborted traffic; RSS and fds over time",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Run one h3lab server for --duration seconds under mixed traffic on loopback: "
+            "valid keep-alive clients, hostile payloads (answered as in tests/hostile) and "
+            "connections aborted mid-request or mid-response. Prints requests served, "
+            "errors by class, and RSS and open fds over time (flat after warm-up = no leak); "
+            "exit status 1 if anything went wrong."
+        ),
     )
     parser.add_argument("--duration", type=float, default=600.0, help="seconds (default 600)")
     parser.add_argument("--warmup", type=float, default=30.0, help="seconds before RSS/fds count")

@@ -27,14 +27,15 @@ def add_parser(subparsers: Any) -> None:
         ),
     )
     g = p.add_argument_group("workload and objective")
-    g.add_argument("--workload", help="uniform|zipf|scan|adversarial|mixed (default zipf)")
+    g.add_argument("--workload", help="uniform, zipf, scan, adversarial or mixed (default: zipf)")
     g.add_argument(
-        "--workload-arg",
+        "--param",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a workload parameter, e.g. --workload-arg s=1.2 (repeatable)",
+        help="a workload parameter, e.g. --param s=1.2 (repeatable)",
     )
+    _alias(g, "--workload-arg", "--param", "param")
     g.add_argument(
         "--trace", metavar="FILE", help="replay a recorded trace (CSV/Parquet) as the workload"
     )
@@ -73,7 +74,7 @@ def add_parser(subparsers: Any) -> None:
         help="seconds of measured load per trial (default 2; quick 1)",
     )
     g.add_argument("--warmup", type=float, help="seconds of unmeasured load first (default 1)")
-    g.add_argument("--connections", type=int, default=64)
+    g.add_argument("--connections", type=int, default=64, help="concurrent connections")
     g.add_argument(
         "--engine",
         choices=["auto", "wrk", "aiohttp"],
@@ -93,7 +94,7 @@ def add_parser(subparsers: Any) -> None:
         type=int,
         help="interleaved rounds (default: the fewest that can reach a verdict)",
     )
-    g.add_argument("--confidence", type=float, default=0.95)
+    g.add_argument("--confidence", type=float, default=0.95, help="of the intervals that decide")
     g.add_argument(
         "--min-gain",
         type=float,
@@ -106,11 +107,18 @@ def add_parser(subparsers: Any) -> None:
         help="search only (a worker of a shared study); no re-measurement",
     )
     g = p.add_argument_group("output")
-    g.add_argument("--out", default="data/tuning", help="root of studies and best configs")
-    g.add_argument("--results-root", default="data/runs", help="the bench results store")
+    g.add_argument("--out", default="data/tuning", help="where studies and best configs go")
+    g.add_argument("--root", default="data/runs", help="results store root (tidy rows)")
+    _alias(g, "--results-root", "--root", "root")
     g.add_argument("--quick", action="store_true", help="a handful of short trials")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_run)
+
+
+def _alias(parser: Any, old: str, new: str, dest: str) -> None:
+    from h3lab.cli import add_alias
+
+    add_alias(parser, old, new, dest)
 
 
 def _workload_args(items: list[str]) -> dict[str, Any]:
@@ -118,7 +126,7 @@ def _workload_args(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--workload-arg must look like KEY=VALUE, got {item!r}")
+            raise ValueError(f"--param must look like KEY=VALUE, got {item!r}")
         try:
             out[key.strip()] = json.loads(raw)
         except ValueError:
@@ -142,7 +150,7 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         raise ValueError(f"--repetitions must be >= 1, got {pick['repetitions']}")
     if not 0.5 <= args.confidence < 1:
         raise ValueError(f"--confidence must be in [0.5, 1), got {args.confidence}")
-    workload, params = args.workload or "zipf", _workload_args(args.workload_arg)
+    workload, params = args.workload or "zipf", _workload_args(args.param)
     if args.trace:
         if args.workload not in (None, "trace"):
             raise ValueError(
@@ -212,16 +220,17 @@ def _run(args: argparse.Namespace) -> int:
         min_gain=args.min_gain,
         select=not args.no_select,
         root=args.out,
-        results_root=args.results_root,
+        results_root=args.root,
         progress=not args.no_progress,
     )
     if result.table:
         print()
         print(result.table)
     if result.best_path is not None:
-        print(
-            f"\nbest config: {result.best_path}  (serve it: h3lab serve --config {result.best_path})"
-        )
+        print(f"\nbest config: {result.best_path}")
+        if result.best_reason:
+            print(f"  {result.best_reason}")
+        print(f"  serve it: h3lab serve APP --config {result.best_path}")
     if result.candidate_path is not None:
         print(f"best tuned candidate: {result.candidate_path}")
     if result.run_dir is not None:

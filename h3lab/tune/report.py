@@ -72,6 +72,29 @@ def _gain(decision: Decision, cand: str, ref: str) -> str:
     return f"{(c.gain - 1) * 100:+.1f}% [{(c.low - 1) * 100:+.1f}, {(c.high - 1) * 100:+.1f}]{mark}"
 
 
+def nearest_preset(config: Config, presets: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """The preset ``config`` is fewest changes away from, and those changes."""
+    from h3lab.config import PRESETS
+
+    flat = config.flat()
+    best: tuple[str, dict[str, Any]] | None = None
+    for name in [*presets, *(p for p in PRESETS if p not in presets)]:
+        base = Config.preset(name).flat()
+        changes = {k: v for k, v in flat.items() if base.get(k) != v}
+        if best is None or len(changes) < len(best[1]):
+            best = (name, changes)
+    assert best is not None
+    return best
+
+
+def describe_candidate(config: Config, presets: Sequence[str]) -> str:
+    """``performance with cache.size=2048, pool.size=512`` (or ``= balanced``)."""
+    name, changes = nearest_preset(config, presets)
+    if not changes:
+        return f"= {name}"
+    return f"{name} with " + ", ".join(f"{k}={v}" for k, v in changes.items())
+
+
 def format_table(decision: Decision, arms: Sequence[Arm], unit: str, presets: Sequence[str]) -> str:
     """The final table: each arm's median and interval, each candidate's gain over each preset."""
     better = "higher" if decision.direction == "maximize" else "lower"
@@ -91,6 +114,9 @@ def format_table(decision: Decision, arms: Sequence[Arm], unit: str, presets: Se
             continue
         ci = f"[{_num(s.low, unit)}, {_num(s.high, unit)}]" if s.low is not None else "-"
         label = arm.label + (f" (= {', '.join(arm.aliases)})" if arm.aliases else "")
+        if arm.role == "candidate":
+            name, changes = nearest_preset(arm.config, presets)
+            label += f" ({name}+{len(changes)})"
         row = [
             label,
             arm.role,
@@ -107,6 +133,13 @@ def format_table(decision: Decision, arms: Sequence[Arm], unit: str, presets: Se
         for r in [head, *rows]
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    candidates = [
+        f"  {arm.label}: {describe_candidate(arm.config, presets)}"
+        for arm in arms
+        if arm.role == "candidate"
+    ]
+    if candidates:
+        lines += ["", "candidates, as changes to the nearest preset:", *candidates]
     notes = [
         f"gain: {better} is better, oriented so + = the candidate is better; intervals are paired "
         f"bootstrap over interleaved rounds, each at {decision.confidence_each:.1%} "
@@ -304,7 +337,9 @@ def _default(value: Any) -> Any:
 __all__ = [
     "RESULTS_STUDY",
     "decision_rows",
+    "describe_candidate",
     "format_table",
+    "nearest_preset",
     "recommended",
     "remeasure_rows",
     "report_json",

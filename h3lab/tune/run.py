@@ -55,6 +55,8 @@ class TuneResult:
     decision: Decision | None = None
     best_config: Config | None = None
     best_path: Path | None = None
+    best_reason: str = ""
+    """Why best.toml holds what it holds (a winner, or which preset and why)."""
     candidate_path: Path | None = None
     report_path: Path | None = None
     run_dir: Path | None = None
@@ -204,7 +206,10 @@ def tune(
 def _preset_reason(decision: Decision, label: str) -> str:
     if label == decision.best_preset:
         return f"the preset {label}, which measurably beats the other preset(s)"
-    return f"the default preset {label}: the presets do not differ measurably here"
+    return (
+        f"the default preset {label}, because no candidate beat every preset measurably "
+        "and the presets do not differ measurably here"
+    )
 
 
 def _shown(url: str) -> str:
@@ -275,7 +280,13 @@ def _write(
     if decision is not None and best_arm is not None:
         header.append(decision.verdict)
         if decision.winner is None:
-            header.append(f"so this is {_preset_reason(decision, best_arm.label)}")
+            result.best_reason = f"this is {_preset_reason(decision, best_arm.label)}"
+            header.append(f"so {result.best_reason}")
+        else:
+            result.best_reason = (
+                f"the winner {best_arm.label}: "
+                f"{report.describe_candidate(best_arm.config, REFERENCE_PRESETS)}"
+            )
         result.best_config = best_arm.config
         result.best_path = report.write_config(best_arm.config, out / "best.toml", header)
     top = top_trials(result.study, 1, settings.direction, settings.max_rss_mb)  # type: ignore[arg-type]

@@ -35,8 +35,8 @@ def test_written_configs_load_exactly(tmp_path: Path, suffix: str) -> None:
     ):
         path = write_config(config, tmp_path / f"c{i}{suffix}", comment)
         loaded = Config.load(path)
-        assert loaded.to_dict() == config.to_dict()
-        args = build_parser().parse_args(["serve", "--config", str(path)])
+        assert loaded == config and loaded.label == config.label  # the preset name included
+        args = build_parser().parse_args(["serve", "tests.apps.basic:app", "--config", str(path)])
         assert config_from_args(args) == loaded
 
 

@@ -33,7 +33,7 @@ def test_quick_tuning_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
         "e2e",
         "--out",
         str(out),
-        "--results-root",
+        "--root",
         str(runs),
         "--no-progress",
     ]
@@ -68,7 +68,7 @@ def test_quick_tuning_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
         "e2e",
         "--out",
         str(out),
-        "--results-root",
+        "--root",
         str(runs),
         "--no-progress",
         "--no-select",
