@@ -253,18 +253,33 @@ def _closed_pipe() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        return _closed_pipe()
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    command = " ".join(
+        str(part)
+        for part in (
+            args.command,
+            getattr(args, "bench_command", None) or getattr(args, "study_command", None),
+        )
+        if part
+    )
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:
-        return _closed_pipe()
+        raise
     except ModuleNotFoundError as exc:
         advice = missing_extra(exc, args.command)
         if advice is None:
             raise
-        print(f"h3lab {args.command}: error: {advice}", file=sys.stderr)
+        print(f"h3lab {command}: error: {advice}", file=sys.stderr)
         return 2
     except (CLIError, ValueError) as exc:
         print(f"h3lab {args.command}: error: {_one_line(exc)}", file=sys.stderr)

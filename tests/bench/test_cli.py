@@ -69,7 +69,8 @@ def test_bench_load_quick_run_writes_results(
     }
     assert value["errors_total"] == 0
     # the server's own count agrees with the client's (warm-up 0, +-1 stats sample in flight)
-    assert abs(value["server_requests"] - value["requests"]) <= 2
+    # (wrk does not count the requests in flight when it stops: up to one per connection)
+    assert abs(value["server_requests"] - value["requests"]) <= 2 + (4 if engine == "wrk" else 0)
     if engine == "aiohttp":  # wrk reports totals, not a per-second series
         assert (frame["metric"] == "series_requests").any()
     assert (frame["metric"] == "server_rss_mb").any()
