@@ -164,6 +164,7 @@ def tune(
     space = SearchSpace(knobs)
     name = study_name or default_study_name(settings)
     url = storage or default_storage(name, root)
+    create_schema(url)
     study = open_study(name, settings, space, storage=url, sampler=sampler, seed=seed, root=root)
     result = TuneResult(name, url, study, settings, space)
     n_new = max(0, trials - len(study.trials)) if topup else trials
@@ -201,6 +202,30 @@ def tune(
         ),
     )
     return result
+
+
+def create_schema(url: str, attempts: int = 5) -> None:
+    """Create Optuna's tables in a server database before the study is opened.
+
+    Workers started together on an empty database race to create the schema
+    (two ``CREATE TYPE studydirection`` -> a unique violation for the loser).
+    Losing that race is harmless once the winner is done, so retry briefly.
+    """
+    if not url.startswith(("postgresql", "mysql", "mariadb")):
+        return  # SQLite: one file, one process at a time creates it
+    import time
+
+    import optuna
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            optuna.storages.RDBStorage(url)
+            return
+        except (IntegrityError, ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def _preset_reason(decision: Decision, label: str) -> str:
@@ -343,4 +368,4 @@ def _write(
     result.report_path = report.report_json(out / "report.json", payload)
 
 
-__all__ = ["TuneResult", "search", "tune"]
+__all__ = ["TuneResult", "create_schema", "search", "tune"]
