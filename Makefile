@@ -22,8 +22,18 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/python -m pytest
 
-serve: $(STAMP)
-	$(BIN)/h3lab serve h3lab.examples.demo:app --preset balanced --port 3000
+# Serving needs only the core install: a small venv of its own, not the research stack.
+SERVE_VENV ?= .venv-serve
+SERVE_STAMP := $(SERVE_VENV)/.installed-stamp
+
+$(SERVE_STAMP): pyproject.toml
+	test -x $(SERVE_VENV)/bin/python || $(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SERVE_VENV)/bin/python -m pip install --quiet -e .
+	touch $(SERVE_STAMP)
+
+serve: $(SERVE_STAMP)
+	$(SERVE_VENV)/bin/h3lab serve h3lab.examples.demo:app --preset balanced --port 3000
 
 # The research suite: every notebook (default sizes), then the report. The report
 # is built even if a study failed; the failure is then the exit status.
@@ -33,13 +43,14 @@ study: $(STAMP)
 	exit $$status
 
 # JupyterLab on notebooks/ with the venv's kernel (checked, installed into the venv if shadowed).
+# Jupyter refuses root unless told; root is the usual user in a container.
 lab: $(STAMP)
 	$(BIN)/h3lab study kernel
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab --notebook-dir=notebooks $$(test "$$(id -u)" = 0 && echo --allow-root)
 
 # The README's figures, regenerated from a fresh full run.
 figures: study
 	$(BIN)/h3lab study figures
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(SERVE_VENV) .pytest_cache .ruff_cache .hypothesis
