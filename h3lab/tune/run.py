@@ -229,12 +229,10 @@ def create_schema(url: str, attempts: int = 5) -> None:
 
 
 def _preset_reason(decision: Decision, label: str) -> str:
+    why = "no candidate beat every preset measurably"
     if label == decision.best_preset:
-        return f"the preset {label}, which measurably beats the other preset(s)"
-    return (
-        f"the default preset {label}, because no candidate beat every preset measurably "
-        "and the presets do not differ measurably here"
-    )
+        return f"the preset {label}: {why}, and {label} measurably beats the other preset(s)"
+    return f"the default preset {label}: {why}, and the presets do not differ measurably here"
 
 
 def _shown(url: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import optuna
@@ -175,3 +176,41 @@ def test_pipeline_on_a_fake_objective(tmp_path: Path) -> None:
     gains = runs[runs["metric"] == "gain"]
     assert (gains["ci_low"] <= gains["value"]).all() and (gains["value"] <= gains["ci_high"]).all()
     assert result.report_path is not None and result.report_path.is_file()
+
+
+def test_the_table_describes_candidates_and_best_says_why(tmp_path: Path) -> None:
+    # The winner, described as changes to the nearest preset.
+    result = tune(
+        SETTINGS,
+        trials=6,
+        measure_fn=FakeMeasure(noise=0.01),
+        root=tmp_path / "a",
+        results_root=None,
+        progress=False,
+        log=None,
+        sampler="grid",
+        knobs=["router.matching"],
+        top_k=1,
+    )
+    assert "candidates, as changes to the nearest preset:" in result.table
+    assert re.search(r"trial \d+ \((balanced|performance)\+1\)", result.table), result.table
+    assert "with router.matching=compiled" in result.table
+    assert result.best_reason.startswith("the winner trial ")
+    # No candidate can win (only cache.size varies, and it changes nothing here):
+    # best.toml holds balanced and says why, in the file and in the result.
+    flat = tune(
+        SETTINGS,
+        trials=4,
+        measure_fn=FakeMeasure(noise=0.01),
+        root=tmp_path / "b",
+        results_root=None,
+        progress=False,
+        log=None,
+        knobs=["cache.size"],
+        top_k=1,
+    )
+    assert flat.decision is not None and flat.decision.winner is None
+    assert "no candidate beat every preset measurably" in flat.best_reason
+    assert flat.best_path is not None
+    assert flat.best_reason in flat.best_path.read_text()
+    assert Config.load(flat.best_path).preset_name in ("balanced", "performance")
