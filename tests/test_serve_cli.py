@@ -423,3 +423,46 @@ def test_reload_restarts_on_a_change(tmp_path: Path, servers: list[Served]) -> N
     assert value == {"v": 2}
     code, _, out, _ = s.stop(signal.SIGTERM, timeout=30)
     assert code == 0 and "changed, restarting" in out, out
+
+
+# -- the pieces, in-process --------------------------------------------------------------
+
+
+def test_trusted_hosts_and_forwarded_client() -> None:
+    from h3lab.server.proxy import TrustedHosts, forwarded_client
+
+    trusted = TrustedHosts("127.0.0.1, 10.0.0.0/8, ::1")
+    assert "127.0.0.1" in trusted and "10.1.2.3" in trusted and "::1" in trusted
+    assert "11.0.0.1" not in trusted and "not-an-ip" not in trusted and None not in trusted
+    assert "anything" in TrustedHosts("*")
+    # The nearest hop that is not a trusted proxy; a client cannot prepend its way in.
+    assert forwarded_client("1.2.3.4, 10.0.0.5", trusted) == "1.2.3.4"
+    assert forwarded_client("6.6.6.6, 1.2.3.4, 10.0.0.5", trusted) == "1.2.3.4"
+    assert forwarded_client("10.0.0.9, 10.0.0.5", trusted) == "10.0.0.9"
+    with pytest.raises(ValueError, match="forwarded-allow-ips"):
+        TrustedHosts("localhost")
+
+
+def test_the_polling_watcher_sees_a_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from h3lab.server import reload
+
+    monkeypatch.setitem(sys.modules, "watchfiles", None)  # as if it were not installed
+    monkeypatch.setattr(reload, "POLL_INTERVAL", 0.05)
+    assert reload.watcher_name() == "polling"
+    (tmp_path / "app.py").write_text("x = 1\n")
+    (tmp_path / "notes.txt").write_text("not python\n")
+    stop = threading.Event()
+    found: list[str] = []
+    watcher = threading.Thread(target=lambda: found.extend(reload.wait_for_change(tmp_path, stop)))
+    watcher.start()
+    time.sleep(0.2)
+    (tmp_path / "notes.txt").write_text("still not python\n")
+    time.sleep(0.2)
+    assert watcher.is_alive()  # a non-.py change is ignored
+    (tmp_path / "app.py").write_text("x = 2  # changed\n")
+    os.utime(tmp_path / "app.py", (time.time() + 5, time.time() + 5))
+    watcher.join(5)
+    stop.set()
+    assert found == [str(tmp_path / "app.py")]
