@@ -388,6 +388,19 @@ def cmd_load(args: argparse.Namespace) -> int:
         )
         with _running(srv):
             verify(srv.url, reqs)
+            if engine == "wrk" and args.warmup > 0:
+                # wrk has no warm-up of its own: an untimed run first, outside the
+                # server's count (the aiohttp engines warm up inside their run).
+                with _timed_bar(args.warmup, f"{name} warm-up"):
+                    run_wrk(
+                        srv.url,
+                        connections=args.connections,
+                        threads=args.threads,
+                        duration=args.warmup,
+                        paths=[r.path for r in reqs],
+                        cpu=args.load_cpu,
+                        timeout=args.timeout,
+                    )
             before = srv.fetch_stats() or {}
             fetches = srv.stats_fetches
             label = f"{name} rep {rep + 1}/{args.repetitions}"
