@@ -209,7 +209,6 @@ def run_serve(args: argparse.Namespace) -> int:
 
     if sum(x is not None for x in (args.uds, args.fd)) > 1:
         raise CLIError("--uds and --fd are mutually exclusive")
-    configure_logging(args.log_level, args.access_log)
     config = config_from_args(args)
     if args.access_log:
         config = (config or Config()).replace("server.access_log", True)
@@ -237,6 +236,8 @@ def run_serve(args: argparse.Namespace) -> int:
             sock = socket.socket(fileno=args.fd)
         except OSError as exc:
             raise CLIError(f"--fd {args.fd}: not an open socket ({exc.strerror})") from None
+    # Only now: an argument error above must not leave the process's logging changed.
+    configure_logging(args.log_level, args.access_log)
     core.serve(
         app,
         args.host,
