@@ -343,7 +343,11 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument(
-        "--servers", nargs="+", default=None, metavar="NAME", help=f"subset of {list(TARGETS)}"
+        "--servers",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help=f"some of: {', '.join(TARGETS)} (default: all installed)",
     )
     parser.add_argument("--section", action="append", default=[], help="only these case sections")
     parser.add_argument("--timeout", type=float, default=1.5, help="seconds to wait per answer")
