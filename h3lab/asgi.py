@@ -101,6 +101,7 @@ def _fill_event(event: Any, scope: Scope) -> None:
     event._raw_headers = [(bytes(k), bytes(v)) for k, v in scope.get("headers", ())]
     event.remote = tuple(scope["client"]) if scope.get("client") else None
     event.http_version = scope.get("http_version", "1.1")
+    event.scheme = scope.get("scheme", "http")
 
 
 async def _read_body(receive: Any, limit: int) -> bytes:

@@ -58,6 +58,7 @@ class H3Event:
         "remote",
         "route",
         "route_path",
+        "scheme",
         "status",
     )
 
@@ -76,6 +77,7 @@ class H3Event:
         self.raw_path = "/"
         self.route_path = "/"
         self.query_string = ""
+        self.scheme = None  # "http"/"https" when the transport knows; None: ask the connection
         self.http_version = "1.1"
         self.keep_alive = True
         self.params: dict[str, str] = {}
@@ -120,6 +122,18 @@ class H3Event:
         if headers is None:
             headers = self._headers = Headers(self._raw_headers)
         return headers
+
+    @property
+    def url(self) -> str:
+        """The full request URL, ``scheme://host/path?query`` (built on each access).
+
+        The host is the ``Host`` header (else the server's own address), the
+        scheme the transport's; ``X-Forwarded-*`` are not trusted here (see
+        ``h3lab.utils.get_request_url(event, trust_proxy=True)``).
+        """
+        from h3lab.utils.request import get_request_url
+
+        return get_request_url(self)
 
     @property
     def query(self) -> QueryParams:
