@@ -47,6 +47,7 @@ from h3lab.utils.session import Session, use_session
 from h3lab.utils.sse import EventStream, format_comment, format_sse, sse_response
 from h3lab.utils.static import serve_static
 from h3lab.utils.validation import (
+    InvalidInput,
     get_validated_params,
     get_validated_query,
     read_validated_body,
@@ -56,6 +57,7 @@ __all__ = [
     "CorsOptions",
     "EventStream",
     "FormData",
+    "InvalidInput",
     "Session",
     "UploadFile",
     "append_cors_headers",

@@ -20,7 +20,8 @@ A *validator* is either
 * any callable ``validator(data)`` that returns the validated value or raises
   ``ValueError`` / ``TypeError`` (pydantic's ``ValidationError`` is a
   ``ValueError``). As in h3, returning ``False`` rejects the input, and
-  returning ``True`` or ``None`` accepts it unchanged.
+  returning ``True`` or ``None`` accepts it unchanged. To name the failing
+  fields, raise ``InvalidInput(limit="must be an int in 1..100", ...)``.
 
 Invalid input raises ``HTTPError(400, "Validation failed", data)`` before the
 handler goes on, where ``data = {"source": "body"|"query"|"params",
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from h3lab.event import H3Event
 
 __all__ = [
+    "InvalidInput",
     "get_validated_params",
     "get_validated_query",
     "read_validated_body",
@@ -56,6 +58,19 @@ Validator = Callable[[Any], Any] | type
 
 VALIDATION_FAILED = "Validation failed"
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+class InvalidInput(ValueError):
+    """Raised by a callable validator to say which fields failed and why.
+
+    ``InvalidInput(limit="must be an int", offset="must be >= 0")``; a first
+    positional message describes the input as a whole.
+    """
+
+    def __init__(self, message: str | None = None, /, **fields: str) -> None:
+        self.fields = fields
+        self.message = message
+        super().__init__(message or "; ".join(f"{k}: {v}" for k, v in fields.items()))
 
 
 def validate_data(data: Any, validator: Validator, source: str = "input") -> Any:
@@ -116,7 +131,12 @@ def _issue(field: str | None, path: list[Any], message: str, kind: str) -> dict[
 def _validation_error(exc: BaseException, source: str) -> HTTPError:
     errors = getattr(exc, "errors", None)
     issues: list[dict[str, Any]] = []
-    if callable(errors):  # pydantic's ValidationError
+    if isinstance(exc, InvalidInput):
+        if exc.message:
+            issues.append(_issue(None, [], exc.message, "invalid"))
+        for field, message in exc.fields.items():
+            issues.append(_issue(field, [field], str(message), "invalid"))
+    elif callable(errors):  # pydantic's ValidationError
         try:
             # include_input=False: the client's own (possibly huge or secret)
             # value is not reflected back in the error body.
