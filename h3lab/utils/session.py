@@ -24,7 +24,10 @@ neither read nor change it. Nothing is stored on the server.
   sealed with either; a cookie opened with ``old`` is resealed on its next
   ``update``.
 * A cookie over ``CHUNK_MAX_LENGTH`` characters is split into h3's chunked
-  cookies (``h3``, ``h3.1``, ``h3.2``...) and joined back.
+  cookies (``h3``, ``h3.1``, ``h3.2``...) and joined back. Browsers send
+  all cookies back in one ``Cookie`` line, which the built-in server caps at
+  ``limits.max_header_line`` (8 KiB by default; a longer line is a 431):
+  raise it for sessions bigger than about 5 KB of data.
 * Cookie attributes default to ``HttpOnly; SameSite=Lax; Secure; Path=/``
   (h3's defaults). ``secure=False`` is needed to use sessions over plain
   ``http://`` with clients that honour ``Secure`` strictly (test clients,

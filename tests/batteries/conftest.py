@@ -5,7 +5,9 @@ spoken to by aiohttp over a real socket (its cookie jar accepts IP hosts).
 ``asgi``: the app through ``app.asgi`` driven in-process by
 ``h3lab.testing.TestClient``, called from a worker thread so the test's own
 event loop stays free (an upstream server for the proxy tests runs there).
-Both keep cookies between requests.
+Both keep cookies between requests; ``clear_cookies()`` empties the jar (a
+test sending its own ``Cookie`` header does that first, or the jar's cookie
+would be sent too).
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ class SocketClient:
         morsel = next((m for m in self.session.cookie_jar if m.key == name), None)
         return None if morsel is None else morsel.value
 
+    def clear_cookies(self) -> None:
+        self.session.cookie_jar.clear()
+
     async def close(self) -> None:
         await self.session.close()
         await self.server.shutdown(grace=1.0)
@@ -95,6 +100,9 @@ class InProcessClient:
 
     def cookie(self, name: str) -> str | None:
         return self.client.cookies.get(name)
+
+    def clear_cookies(self) -> None:
+        self.client.cookies.clear()
 
     async def close(self) -> None:
         await asyncio.to_thread(self.client.__exit__, None, None, None)
