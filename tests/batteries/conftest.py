@@ -90,9 +90,6 @@ class InProcessClient:
             kw["content"] = kw.pop("data")
         if "allow_redirects" in kw:
             kw["follow_redirects"] = kw.pop("allow_redirects")
-        if "auth" in kw and isinstance(kw["auth"], aiohttp.BasicAuth):
-            auth = kw.pop("auth")
-            kw["auth"] = (auth.login, auth.password)
         kw.setdefault("follow_redirects", False)
         resp = await asyncio.to_thread(self.client.request, method, path, **kw)
         headers = [(k.decode().lower(), v.decode("latin-1")) for k, v in resp.headers.raw]
