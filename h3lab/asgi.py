@@ -82,6 +82,7 @@ class ASGIAdapter:
             except UnsafeHeader as exc:
                 await _send_response(send, app.error_response(event, exc), head_only=False)
         finally:
+            event.scheme = None  # see H3Event.__init__
             app.pool.release(event)
 
 

@@ -66,6 +66,10 @@ class H3Event:
         self.app = app
         self.conn: Any = None
         self.remote: Any = None
+        # "http"/"https" when the transport says (ASGI's scope); None: ask the
+        # connection. Not in _reset_fields: the built-in server never sets it,
+        # and the ASGI adapter clears it itself, so plain requests pay nothing.
+        self.scheme: str | None = None
         self._reset_fields()
 
     def _reset_fields(self) -> None:
@@ -77,7 +81,6 @@ class H3Event:
         self.raw_path = "/"
         self.route_path = "/"
         self.query_string = ""
-        self.scheme = None  # "http"/"https" when the transport knows; None: ask the connection
         self.http_version = "1.1"
         self.keep_alive = True
         self.params: dict[str, str] = {}
