@@ -119,10 +119,14 @@ def test_redirects_followed_by_default() -> None:
 
 
 def test_without_with_each_request_runs_on_its_own_loop() -> None:
-    client = TestClient(build())
-    assert client.get("/method").json()["method"] == "GET"
-    assert client.post("/method", content=b"raw").json()["body"] == "raw"
-    client.close()
+    app = build()
+    client = TestClient(app)
+    try:
+        assert client.get("/method").json()["method"] == "GET"
+        assert client.post("/method", content=b"raw").json()["body"] == "raw"
+    finally:
+        client.close()
+        app.memory.close()  # no lifespan shutdown without `with`: undo the GC policy here
 
 
 def test_no_network_socket_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -198,9 +202,11 @@ def test_h3_app_lifespan_runs_through_the_adapter() -> None:
     app = build()
     client = TestClient(app)
     adapter = client.app
+    assert not app.memory._installed
     with client:
-        assert adapter._started  # type: ignore[attr-defined]  # startup ran before any request
-    assert app.memory.stats() is not None
+        # lifespan.startup reached the app before any request...
+        assert adapter._started and app.memory._installed  # type: ignore[attr-defined]
+    assert not app.memory._installed  # ...and lifespan.shutdown on exit
 
 
 def test_websocket_connect_is_a_named_extension_point() -> None:
