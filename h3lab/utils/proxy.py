@@ -230,7 +230,10 @@ async def proxy_request(
 
     own_session = session is None
     client = session or aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout)
+        # A session per call never reuses a connection: force_close means none
+        # is ever parked in its pool, so nothing outlives the response.
+        connector=aiohttp.TCPConnector(force_close=True),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout),
     )
     try:
         async with asyncio.timeout(timeout):

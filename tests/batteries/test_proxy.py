@@ -307,3 +307,31 @@ async def test_proxy_request_rejects_bad_arguments() -> None:
         await proxy_request(H3Event(), "ftp://example.com/")
     with pytest.raises(ValueError, match="timeout"):
         await proxy_request(H3Event(), "http://127.0.0.1:1/", timeout=0)
+
+
+async def test_a_response_never_sent_still_releases_the_upstream(caplog: Any) -> None:
+    """The client left while the upstream answered: the body is never iterated."""
+    import gc
+    import warnings
+
+    upstream = Upstream()
+    await upstream.start()
+    try:
+        event = H3Event()
+        event._raw_headers = [(b"host", b"proxy.test")]
+        response = await proxy_request(event, upstream.url + "/echo/x")
+        assert response.status == 200 and response.streaming
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            del response
+            gc.collect()
+            await asyncio.sleep(0)
+        assert not [w for w in caught if "Unclosed" in str(w.message)]
+        assert "Unclosed" not in caplog.text
+        # Sent and finished: the upstream connection is closed by aclose.
+        response = await proxy_request(event, upstream.url + "/echo/y")
+        chunks = [chunk async for chunk in response.body]  # type: ignore[union-attr]
+        assert json.loads(b"".join(chunks))["target"] == "/echo/y"
+        assert response.body._closed  # type: ignore[union-attr]
+    finally:
+        await upstream.close()
