@@ -9,6 +9,8 @@ from email.utils import format_datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from h3lab import H3, HTTPError
 from h3lab.event import H3Event
@@ -211,3 +213,20 @@ def test_cache_header_arguments_are_checked(kwargs: dict[str, Any], match: str) 
 def test_trust_proxy_value_is_checked() -> None:
     with pytest.raises(ValueError, match="trust_proxy"):
         get_request_ip(H3Event(), trust_proxy=-1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=60),
+    st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=40),
+)
+def test_conditional_headers_never_raise(if_none_match: str, if_modified_since: str) -> None:
+    event = H3Event()
+    event._raw_headers = [
+        (b"if-none-match", if_none_match.encode("latin-1")),
+        (b"if-modified-since", if_modified_since.encode("latin-1")),
+    ]
+    fresh = handle_cache_headers(event, etag='"v1"', last_modified=MODIFIED)
+    assert fresh is (event.status == 304)
+    if if_none_match.strip() in ('"v1"', 'W/"v1"', "*"):
+        assert fresh
