@@ -82,6 +82,7 @@ class ASGIAdapter:
             except UnsafeHeader as exc:
                 await _send_response(send, app.error_response(event, exc), head_only=False)
         finally:
+            event.scheme = None  # see H3Event.__init__
             app.pool.release(event)
 
 
@@ -101,6 +102,7 @@ def _fill_event(event: Any, scope: Scope) -> None:
     event._raw_headers = [(bytes(k), bytes(v)) for k, v in scope.get("headers", ())]
     event.remote = tuple(scope["client"]) if scope.get("client") else None
     event.http_version = scope.get("http_version", "1.1")
+    event.scheme = scope.get("scheme", "http")
 
 
 async def _read_body(receive: Any, limit: int) -> bytes:

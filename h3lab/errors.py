@@ -19,6 +19,11 @@ class HTTPError(Exception):
     ``unhandled`` marks errors the framework made out of an unexpected
     exception: their message is replaced by a generic one so that no internal
     detail (or traceback) ever reaches the client.
+
+    ``headers`` are sent with the error response (``WWW-Authenticate`` on a
+    401, ``Retry-After`` on a 503...). ``cause`` is the exception this error
+    stands for: it is chained (``__cause__``) for logs and debuggers, and never
+    sent to the client.
     """
 
     def __init__(
@@ -28,6 +33,7 @@ class HTTPError(Exception):
         data: Any = None,
         *,
         headers: dict[str, str] | None = None,
+        cause: BaseException | None = None,
         unhandled: bool = False,
     ) -> None:
         if not isinstance(status, int) or not 400 <= status <= 599:
@@ -38,6 +44,8 @@ class HTTPError(Exception):
         self.headers = headers or {}
         self.unhandled = unhandled
         super().__init__(self.message)
+        if cause is not None:
+            self.__cause__ = cause
 
     def to_json(self) -> dict[str, Any]:
         return {"status": self.status, "message": self.message, "data": self.data}

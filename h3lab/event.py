@@ -58,6 +58,7 @@ class H3Event:
         "remote",
         "route",
         "route_path",
+        "scheme",
         "status",
     )
 
@@ -65,6 +66,10 @@ class H3Event:
         self.app = app
         self.conn: Any = None
         self.remote: Any = None
+        # "http"/"https" when the transport says (ASGI's scope); None: ask the
+        # connection. Not in _reset_fields: the built-in server never sets it,
+        # and the ASGI adapter clears it itself, so plain requests pay nothing.
+        self.scheme: str | None = None
         self._reset_fields()
 
     def _reset_fields(self) -> None:
@@ -120,6 +125,18 @@ class H3Event:
         if headers is None:
             headers = self._headers = Headers(self._raw_headers)
         return headers
+
+    @property
+    def url(self) -> str:
+        """The full request URL, ``scheme://host/path?query`` (built on each access).
+
+        The host is the ``Host`` header (else the server's own address), the
+        scheme the transport's; ``X-Forwarded-*`` are not trusted here (see
+        ``h3lab.utils.get_request_url(event, trust_proxy=True)``).
+        """
+        from h3lab.utils.request import get_request_url
+
+        return get_request_url(self)
 
     @property
     def query(self) -> QueryParams:

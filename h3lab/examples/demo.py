@@ -2,23 +2,56 @@
 
 Static, param and wildcard routes, a JSON echo, a form endpoint, cookies, a
 streaming endpoint and Server-Sent Events, CORS on ``/api``, static files,
-and the benchmark endpoints every study and peer comparison uses
+validated query input, a sealed session, Basic auth, conditional GETs, and
+the benchmark endpoints every study and peer comparison uses
 (``/plaintext``, ``/json``, ``/users/:id`` behind 50 other routes).
+
+Secrets come from the environment: ``H3LAB_DEMO_SESSION_SECRET`` (else a
+random one per process, so sessions do not survive a restart or cross
+``--workers``) and ``H3LAB_DEMO_ADMIN_PASSWORD`` (else ``demo``: the demo
+listens on 127.0.0.1).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from h3lab import H3, HTTPError
+from h3lab import H3
 from h3lab.event import H3Event
-from h3lab.utils import EventStream, cors, redirect, serve_static
+from h3lab.utils import (
+    EventStream,
+    InvalidInput,
+    basic_auth,
+    cors,
+    get_request_ip,
+    get_validated_query,
+    handle_cache_headers,
+    html,
+    not_modified,
+    redirect,
+    serve_static,
+    use_session,
+)
 
 PLAINTEXT = "Hello, World!"
+SESSION_SECRET = os.environ.get("H3LAB_DEMO_SESSION_SECRET") or secrets.token_urlsafe(32)
+ADMIN_PASSWORD = os.environ.get("H3LAB_DEMO_ADMIN_PASSWORD") or "demo"
+CACHED_ETAG = f'"demo-{int(time.time())}"'
+
+
+def item_limit(query: dict[str, Any]) -> int:
+    """The ``limit`` query parameter: an int in 1..100 (anything else is a 400)."""
+    raw = query.get("limit", "3")
+    limit = int(raw) if isinstance(raw, str) and raw.strip().isdigit() else 0
+    if not 0 < limit <= 100:
+        raise InvalidInput(limit="must be an integer in 1..100")
+    return limit
 
 
 def build(app: H3 | None = None) -> H3:
@@ -47,13 +80,16 @@ def build(app: H3 | None = None) -> H3:
 
     @app.get("/")
     def index(event: H3Event) -> str:
-        return "h3lab demo: try /plaintext, /json, /users/42, /api/items, /stream, /events"
+        return (
+            "h3lab demo: try /plaintext, /json, /users/42, /api/items?limit=2, /stream, "
+            "/events, /visits, /whoami, /cached, /admin (user admin)"
+        )
 
     @app.get("/api/items")
     def list_items(event: H3Event) -> list[dict[str, Any]]:
-        limit = int(event.query.get("limit", "3"))
-        if not 0 < limit <= 100:
-            raise HTTPError(400, "limit must be in 1..100", {"limit": limit})
+        # A plain callable validator: ?limit=abc is a 400 listing the reason,
+        # never a 500 (pydantic models work the same way when installed).
+        limit = get_validated_query(event, item_limit)
         return [{"id": i, "name": f"item {i}"} for i in range(limit)]
 
     @app.post("/api/echo")
@@ -76,7 +112,32 @@ def build(app: H3 | None = None) -> H3:
 
     @app.get("/whoami")
     def whoami(event: H3Event) -> dict[str, Any]:
-        return {"session": event.cookies.get("session"), "remote": str(event.remote)}
+        remote = event.remote
+        port = remote[1] if isinstance(remote, tuple) and len(remote) > 1 else None
+        return {
+            "session": event.cookies.get("session"),
+            "remote": {"ip": get_request_ip(event), "port": port},
+            "url": event.url,
+        }
+
+    @app.get("/visits")
+    async def visits(event: H3Event) -> dict[str, Any]:
+        # secure=False: the demo is served over plain http.
+        session = await use_session(event, password=SESSION_SECRET, max_age=86400, secure=False)
+        count = session.data.get("visits", 0) + 1
+        await session.update({"visits": count})
+        return {"session": session.id, "visits": count}
+
+    @app.get("/admin", middleware=[basic_auth(username="admin", password=ADMIN_PASSWORD)])
+    def admin(event: H3Event) -> Any:
+        user = event.context["basic_auth"]["username"]
+        return html("<!DOCTYPE html><h1>Admin</h1><p>Signed in as {user}.</p>", user=user)
+
+    @app.get("/cached")
+    def cached(event: H3Event) -> Any:
+        if handle_cache_headers(event, etag=CACHED_ETAG, max_age=60):
+            return not_modified()
+        return {"etag": CACHED_ETAG, "note": "send If-None-Match to get a 304"}
 
     @app.get("/slow")
     async def slow(event: H3Event) -> dict[str, float]:
