@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from h3lab.server import http11
 from h3lab.server.protocol import HttpProtocol
+from h3lab.server.websocket import WebSocketProtocol
 
 if TYPE_CHECKING:
     from h3lab.app import H3
@@ -204,7 +205,9 @@ class Server:
         if self._listener is not None:
             self._listener.close()
         for conn in list(self.connections):
-            if conn.in_flight():
+            if isinstance(conn, WebSocketProtocol):
+                conn.going_away()  # close 1001, then the closing handshake
+            elif conn.in_flight():
                 conn.keep_alive_next = False  # finish what is in flight, then close
             else:
                 conn.close()
