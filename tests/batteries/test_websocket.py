@@ -395,3 +395,28 @@ def test_testclient_close_codes_and_refusals() -> None:
             client.websocket_connect("/nowhere").__enter__()
         assert refused.value.status_code == 404
         assert client.get("/echo").status_code == 426
+
+
+def test_demo_app_websocket_echo() -> None:
+    from h3lab.examples.demo import build as build_demo
+
+    with TestClient(build_demo()).websocket_connect("/ws/echo") as ws:
+        ws.send_text("ping")
+        assert ws.receive_text() == "ping"
+        ws.send_bytes(b"\x00")
+        assert ws.receive_bytes() == b"\x00"
+
+
+def test_readme_websocket_example() -> None:
+    app = H3()
+
+    @app.ws("/chat/:room")
+    async def chat(ws: WebSocket) -> None:
+        await ws.accept(subprotocol="chat.v1" if "chat.v1" in ws.subprotocols else None)
+        async for message in ws:
+            await ws.send(f"{ws.params['room']}: {message}")
+
+    with TestClient(app).websocket_connect("/chat/lobby", subprotocols=["chat.v1"]) as ws:
+        assert ws.accepted_subprotocol == "chat.v1"
+        ws.send_text("hi")
+        assert ws.receive_text() == "lobby: hi"
