@@ -420,3 +420,29 @@ def test_readme_websocket_example() -> None:
         assert ws.accepted_subprotocol == "chat.v1"
         ws.send_text("hi")
         assert ws.receive_text() == "lobby: hi"
+
+
+async def test_h3lab_serve_uvloop_clone_and_sigint_close_with_1001() -> None:
+    """The real CLI: ``h3lab serve`` rebuilds the demo app (``H3.clone``) and runs
+    it on uvloop; SIGINT closes an open WebSocket with 1001 and exits 0."""
+    import signal
+
+    from tests.test_serve_cli import Served
+
+    served = Served("h3lab.examples.demo:app", "--port", "0", "--preset", "performance")
+    try:
+        await asyncio.to_thread(served.ready)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(served.url + "/ws/echo") as ws,
+        ):
+            await ws.send_str("over uvloop")
+            assert await ws.receive_str() == "over uvloop"
+            stopping = asyncio.create_task(asyncio.to_thread(served.stop, signal.SIGINT))
+            message = await ws.receive(timeout=10)
+            assert message.type == aiohttp.WSMsgType.CLOSE and message.data == 1001
+        code, _, _, err = await stopping
+        assert code == 0, err
+        assert "uvloop" in " ".join(served.lines)
+    finally:
+        served.kill()
