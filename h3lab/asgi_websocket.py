@@ -24,15 +24,17 @@ server has no HTTP responses for WebSockets).
 from __future__ import annotations
 
 import contextlib
+import inspect
 from typing import TYPE_CHECKING, Any
 
-from h3lab.response import json_bytes
+from h3lab.response import Response, json_bytes
 from h3lab.websocket import WebSocket, WebSocketDisconnect, run_handler
 
 if TYPE_CHECKING:
     from h3lab.app import H3
 
 _HTTP_RESPONSE = "websocket.http.response"
+_REFUSALS = {403: "WebSocket connection refused", 404: "No WebSocket route for this path"}
 
 
 class ASGIChannel:
@@ -85,33 +87,34 @@ class ASGIChannel:
         with contextlib.suppress(OSError):
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
-    async def reject(self, status: int) -> None:
+    async def reject(self, status: int, response: Response | None = None) -> None:
         if self.closed:
             return
         self.closed = True
         try:
-            if _HTTP_RESPONSE in self.scope.get("extensions", {}):
-                message = (
-                    "WebSocket connection refused" if status == 403 else "Internal Server Error"
-                )
-                if status == 404:
-                    message = "No WebSocket route for this path"
-                body = json_bytes({"status": status, "message": message, "data": None})
-                await self._send(
-                    {
-                        "type": "websocket.http.response.start",
-                        "status": status,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", b"%d" % len(body)),
-                        ],
-                    }
-                )
-                await self._send({"type": "websocket.http.response.body", "body": body})
-            else:
-                await self._send(
-                    {"type": "websocket.close", "code": 1008 if status < 500 else 1011}
-                )
+            if _HTTP_RESPONSE not in self.scope.get("extensions", {}):
+                code = 1008 if status < 500 else 1011  # the server answers 403
+                await self._send({"type": "websocket.close", "code": code})
+                return
+            if response is None:
+                message = _REFUSALS.get(status, "Internal Server Error")
+                data = json_bytes({"status": status, "message": message, "data": None})
+                response = Response(data, status, None, "application/json")
+            body: bytes = response.body  # type: ignore[assignment]
+            headers = [
+                (k.lower().encode("latin-1"), v.encode("latin-1"))
+                for k, v in response.headers
+                if k.lower() not in ("content-length", "transfer-encoding")
+            ]
+            headers.append((b"content-length", b"%d" % len(body)))
+            await self._send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": response.status,
+                    "headers": headers,
+                }
+            )
+            await self._send({"type": "websocket.http.response.body", "body": body})
         except OSError:
             pass
 
@@ -124,6 +127,15 @@ async def serve_websocket(
     first = await receive()
     if first["type"] != "websocket.connect":
         return  # websocket.disconnect before anything: nothing to do
+    hook = app.on_request_hook
+    if hook is not None:
+        try:
+            result = hook(event)
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:
+            await channel.reject(500, app.error_response(event, exc))
+            return
     match = app.match_ws(event.route_path)
     if match is None:
         await channel.reject(404)

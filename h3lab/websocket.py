@@ -15,6 +15,11 @@ Each transport supplies a *channel* with five coroutines -- ``accept``,
 ``receive``, ``send``, ``close``, ``reject`` -- and this module keeps the
 state machine (connecting -> open -> closed) and the rules both share:
 
+* the app's ``on_request`` hook runs on the upgrade request before the
+  WebSocket route is matched (``h3lab serve --root-path`` and
+  ``--proxy-headers`` are such a hook); an ``HTTPError`` it raises is the
+  answer to the upgrade (a 401 from an auth hook, say). ``app.use``
+  middleware does not run for WebSocket routes;
 * a handler that returns without accepting refuses the upgrade (HTTP 403);
 * a handler that raises before accepting gets a 500, after accepting the
   connection is closed with 1011 (the error is logged);
@@ -27,6 +32,7 @@ state machine (connecting -> open -> closed) and the rules both share:
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -246,6 +252,26 @@ class WebSocket:
 
     def __repr__(self) -> str:
         return f"<WebSocket {self.path} {self.state}>"
+
+
+def run_hook_now(hook: Callable[[Any], Any], event: H3Event) -> bool:
+    """Run an ``on_request`` hook without a loop turn; False if it suspends.
+
+    The built-in server decides in a parser callback whether a request is an
+    upgrade, so the hook cannot be awaited there: a sync hook (the proxy
+    hook) or an async one that finishes without waiting is fine.
+    """
+    result = hook(event)
+    if not inspect.isawaitable(result):
+        return True
+    if not inspect.iscoroutine(result):
+        return False
+    try:
+        result.send(None)
+    except StopIteration:
+        return True
+    result.close()
+    return False
 
 
 async def run_handler(ws: WebSocket, handler: WebSocketHandler) -> None:

@@ -58,7 +58,7 @@ from wsproto.utilities import LocalProtocolError, generate_accept_token, split_c
 
 from h3lab.event import H3Event
 from h3lab.server import http11
-from h3lab.websocket import WebSocket, WebSocketDisconnect, run_handler
+from h3lab.websocket import WebSocket, WebSocketDisconnect, run_handler, run_hook_now
 
 if TYPE_CHECKING:
     from h3lab.server.core import Server
@@ -157,14 +157,6 @@ def upgrade(http: HttpProtocol, event: H3Event) -> WebSocketProtocol | bytes | N
     app = http.app
     if not wants_websocket(event._raw_headers):
         return None
-    match = app.match_ws(event.route_path)
-    if match is None:
-        return None
-    route, params = match
-    try:
-        key, subprotocols = check_handshake(event.method, event.http_version, event._raw_headers)
-    except HandshakeRefused as exc:
-        return exc.answer(http.server)
     # An event of its own (not from the pool): it lives as long as the connection.
     ws_event = H3Event(app)
     ws_event.method = event.method
@@ -175,6 +167,24 @@ def upgrade(http: HttpProtocol, event: H3Event) -> WebSocketProtocol | bytes | N
     ws_event.query_string = event.query_string
     ws_event._raw_headers = event._raw_headers
     ws_event.remote = http.peer
+    ws_event.conn = http
+    hook = app.on_request_hook
+    if hook is not None:
+        try:
+            if not run_hook_now(hook, ws_event):
+                logger.error("an on_request hook that waits cannot run for a WebSocket upgrade")
+                return HandshakeRefused(500, "Internal Server Error").answer(http.server)
+        except Exception as exc:
+            head, body, _ = http._encode(ws_event, app.error_response(ws_event, exc), False, False)
+            return head + body
+    match = app.match_ws(ws_event.route_path)
+    if match is None:
+        return None
+    route, params = match
+    try:
+        key, subprotocols = check_handshake(event.method, event.http_version, event._raw_headers)
+    except HandshakeRefused as exc:
+        return exc.answer(http.server)
     ws_event.params = params
     ws_event.route = route
     return WebSocketProtocol(

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 import uvicorn
 
-from h3lab import H3, Config, Server, WebSocket, WebSocketDisconnect
+from h3lab import H3, Config, HTTPError, Server, WebSocket, WebSocketDisconnect
 from h3lab.event import H3Event
 from h3lab.testing import TestClient, WebSocketRejected
 from tests.conftest import free_port
@@ -27,8 +27,23 @@ BURST = 64 * 1024  # bytes per message of the backpressure test
 BURSTS = 200
 
 
+def guard(event: H3Event) -> None:
+    """An on_request hook: it runs for upgrades too, and can refuse them."""
+    event.context["hooked"] = True
+    if event.path == "/guarded" and event.headers.get("x-token") != "t":
+        raise HTTPError(401, "token please", headers={"www-authenticate": "Token"})
+
+
 def build(state: dict[str, Any], config: Config | None = None) -> H3:
-    app = H3(config or Config().replace("limits.max_websocket_message_size", LIMIT))
+    app = H3(
+        config or Config().replace("limits.max_websocket_message_size", LIMIT), on_request=guard
+    )
+
+    @app.ws("/guarded")
+    async def guarded(ws: WebSocket) -> None:
+        await ws.accept()
+        await ws.send_json({"hooked": ws.event.context.get("hooked")})
+        await ws.receive()
 
     @app.ws("/echo")
     async def echo(ws: WebSocket) -> None:
@@ -270,6 +285,32 @@ async def test_plain_get_on_a_websocket_route_is_426(live: Live) -> None:
         assert resp.status == 200 and await resp.text() == "plain http"
     async with live.ws("/both") as ws:
         assert await ws.receive_str() == "websocket"
+
+
+async def test_on_request_hook_runs_for_upgrades_and_may_refuse_them(live: Live) -> None:
+    with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+        await live.ws("/guarded")
+    assert caught.value.status == 401
+    async with live.ws("/guarded", headers={"x-token": "t"}) as ws:
+        assert await ws.receive_json() == {"hooked": True}
+
+
+async def test_root_path_applies_to_websocket_routes() -> None:
+    from h3lab.server import proxy
+
+    app = build(new_state())
+    proxy.install(app, proxy.proxy_hook(root_path="/api"))  # what h3lab serve --root-path does
+    server = Server(app, "127.0.0.1", 0)
+    await server.start()
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(server.url + "/api/echo") as ws,
+        ):
+            await ws.send_str("under /api")
+            assert await ws.receive_str() == "under /api"
+    finally:
+        await server.shutdown(grace=1.0)
 
 
 async def test_a_slow_reader_makes_send_wait(live: Live) -> None:
