@@ -59,9 +59,10 @@ class ASGIChannel:
         if kind == "websocket.receive":
             text = message.get("text")
             data: str | bytes = text if text is not None else message.get("bytes") or b""
-            if len(data) > self.max_message or (
-                type(data) is str and len(data.encode()) > self.max_message
-            ):
+            size = len(data)
+            if type(data) is str and size * 4 > self.max_message:
+                size = len(data.encode())  # 4 bytes per character at most: encode only near it
+            if size > self.max_message:
                 await self.close(1009, "Message too big")
                 raise WebSocketDisconnect(1009, "Message too big")
             return data

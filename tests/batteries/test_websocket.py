@@ -261,6 +261,16 @@ async def test_oversized_message_is_closed_with_1009(live: Live) -> None:
     assert live.state["big_code"] == 1009
 
 
+async def test_the_limit_counts_utf8_bytes_not_characters(live: Live) -> None:
+    async with live.ws("/echo") as ws:
+        await ws.send_str("é" * (LIMIT // 2))  # exactly LIMIT bytes
+        assert await ws.receive_str() == "é" * (LIMIT // 2)
+    async with live.ws("/big") as ws:
+        await ws.send_str("é" * (LIMIT // 2 + 1))  # LIMIT // 2 + 1 characters, LIMIT + 2 bytes
+        message = await ws.receive()
+        assert message.type == aiohttp.WSMsgType.CLOSE and message.data == 1009
+
+
 async def test_handler_error_after_accept_closes_with_1011(live: Live) -> None:
     async with live.ws("/boom") as ws:
         assert await ws.receive_str() == "about to fail"
