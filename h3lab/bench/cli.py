@@ -99,7 +99,7 @@ def add_parser(subparsers: Any) -> None:
     peers.add_argument("--duration", type=float, default=None, help="seconds per cell (default 5)")
     peers.add_argument("--connections", type=int, default=64)
     peers.add_argument("--engine", default=None, help="wrk (default when installed) or aiohttp")
-    peers.add_argument("--repetitions", type=int, default=1)
+    peers.add_argument("--repetitions", type=int, default=3, help="interleaved rounds (>= 3)")
     peers.add_argument("--server-cpu", type=int, default=_default_cpu(0))
     peers.add_argument("--load-cpu", type=int, default=_default_cpu(1))
     _add_store_arguments(peers)
