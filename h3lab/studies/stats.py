@@ -183,6 +183,55 @@ def paired_comparison(
     )
 
 
+def independent_comparison(
+    base: Sequence[float],
+    other: Sequence[float],
+    *,
+    higher_is_better: bool,
+    level: float = DEFAULT_LEVEL,
+) -> Comparison:
+    """Two *unpaired* samples (e.g. the same metric in two different runs).
+
+    Welch's t on the log values: ratio of geometric means, its interval with
+    Welch-Satterthwaite degrees of freedom, and the p-value of Welch's test.
+    Fewer than two values on either side gives no interval and no claim.
+    """
+    _check_level(level)
+    b = _finite(base, "base values")
+    o = _finite(other, "other values")
+    if not b or not o:
+        raise ValueError("both samples need values")
+    if any(v <= 0 for v in (*b, *o)):
+        raise ValueError("ratios need positive values (a zero throughput or time has no ratio)")
+    lb, lo_ = [math.log(v) for v in b], [math.log(v) for v in o]
+    diff = statistics.fmean(lo_) - statistics.fmean(lb)
+    if not higher_is_better:
+        diff = -diff
+    r = math.exp(diff)
+    if len(b) < 2 or len(o) < 2:
+        return Comparison(r, r, r, 1.0, min(len(b), len(o)), False, level, higher_is_better)
+    vb, vo = statistics.variance(lb) / len(lb), statistics.variance(lo_) / len(lo_)
+    se = math.sqrt(vb + vo)
+    if se == 0.0:
+        return Comparison(r, r, r, 1.0 if diff == 0 else 0.0, min(len(b), len(o)), diff != 0,
+                          level, higher_is_better)  # fmt: skip
+    df = (vb + vo) ** 2 / (vb**2 / (len(lb) - 1) + vo**2 / (len(lo_) - 1))
+    from scipy.stats import t
+
+    half = float(t.ppf(0.5 + level / 2.0, df)) * se
+    p = min(1.0, 2.0 * float(t.sf(abs(diff) / se, df)))
+    return Comparison(
+        r,
+        math.exp(diff - half),
+        math.exp(diff + half),
+        p,
+        min(len(b), len(o)),
+        p < 1.0 - level,
+        level,
+        higher_is_better,
+    )
+
+
 # -- multiple comparisons ----------------------------------------------------------------------
 
 
@@ -505,6 +554,7 @@ __all__ = [
     "holm",
     "holm_adjust",
     "holm_comparisons",
+    "independent_comparison",
     "log_ratios",
     "median_ci",
     "oriented_gain",
