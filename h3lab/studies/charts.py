@@ -128,6 +128,9 @@ def theme_config() -> dict[str, Any]:
                 "labelFontSize": 11,
                 "titleFontSize": 12,
                 "gridColor": "#eee",
+                # log axes label every decade multiple: drop labels that would collide
+                "labelOverlap": "greedy",
+                "labelSeparation": 4,
             },
             "legend": {
                 "labelFont": FONT,

@@ -95,7 +95,9 @@ class StudyRun:
         commit = str(self.info.get("git_commit") or "unknown")[:10]
         dirty = " (dirty)" if self.info.get("git_dirty") else ""
         mode = "quick" if self.quick else "full"
-        return f"run {self.run_id} | commit {commit}{dirty} | {self.info.get('machine', '')} | {mode}"
+        return (
+            f"run {self.run_id} | commit {commit}{dirty} | {self.info.get('machine', '')} | {mode}"
+        )
 
     def figure(self, chart: alt.TopLevelMixin, name: str) -> Any:
         """Save PNG + SVG (captioned with the provenance) and return what the cell should display."""
@@ -175,9 +177,8 @@ def start(
     the runner) in the repository root, and both must write to ``data/runs``.
     """
     from h3lab.bench.results import RunWriter
-    from h3lab.studies.registry import repo_root
-
     from h3lab.studies import validity
+    from h3lab.studies.registry import repo_root
 
     charts.setup()
     validity.reset()
