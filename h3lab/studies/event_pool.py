@@ -97,6 +97,7 @@ def arms(p: Mapping[str, Any]) -> list[Any]:
 
 def e2e(p: Mapping[str, Any], progress: Progress = log) -> Rows:
     """Served req/s of ``GET /await`` and the pool's counters per pool arm, in rounds."""
+    progress(f"{STUDY}: about {estimate_s(p) / 60:.1f} min")
     engine = loadrun.resolve_engine(p["engine"])
     measure = loadrun.saturating(p, [study_apps.await_request()], engine=engine,
                                  connections=int(p["connections"]), workload="/await")  # fmt: skip

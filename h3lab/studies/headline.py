@@ -16,8 +16,9 @@ from the source study's data:
   an equivalence test (06);
 * middleware (05) and memory with request bodies (04).
 
-Inputs must be full, valid runs of one commit; ``allow_mixed`` accepts others
-and the conclusion says so.
+Inputs must be full, valid runs of one commit (``notebook.select_sources`` on
+``provenance.select_runs``); ``allow_mixed`` accepts others and the conclusion
+says so.
 """
 
 from __future__ import annotations
@@ -48,30 +49,6 @@ SEED_FIGURES: dict[str, str] = {
 
 COLUMNS = ["key", "measure", "before", "after", "ratio", "lo", "hi", "significant", "result",
            "source", "note", "seed"]  # fmt: skip
-
-
-def check_sources(
-    metas: Mapping[str, Mapping[str, Any]], allow_mixed: bool = False
-) -> tuple[list[str], list[str]]:
-    """``(refused, notes)`` for the chosen source runs.
-
-    A quick run, an invalid run or runs of different commits are refused
-    unless ``allow_mixed``; then they are used and listed in ``notes``.
-    """
-    problems = []
-    for study, meta in metas.items():
-        run = meta.get("run_id", "?")
-        if (meta.get("params") or {}).get("quick") or (meta.get("study_run") or {}).get("quick"):
-            problems.append(f"{study} run {run} is a quick run")
-        valid = meta.get("validity")
-        if isinstance(valid, Mapping) and valid.get("ok") is False:
-            problems.append(f"{study} run {run} is invalid")
-    commits = {str(m.get("git_commit"))[:10] for m in metas.values() if m.get("git_commit")}
-    if len(commits) > 1:
-        problems.append(f"the runs come from {len(commits)} commits ({', '.join(sorted(commits))})")
-    if allow_mixed:
-        return [], problems
-    return problems, []
 
 
 def _row(key: str, measure: str, before: Any, after: Any, c: Any, source: str, note: str) -> dict:
@@ -189,10 +166,23 @@ def headline_table(frames: Mapping[str, pd.DataFrame], lookup_routes: int = 1000
                                                      else fmt_pct(r.arena_reuse)),
                          "source": "memory_strategies", "note": "RSS around the body phase",
                          "seed": ""})  # fmt: skip
-    rows.append({"key": "aborts", "measure": "Clients aborting mid-response", "before": "",
-                 "after": "", "ratio": math.nan, "lo": math.nan, "hi": math.nan,
-                 "significant": False, "result": "not measured by the studies (see h3lab bench soak)",
-                 "source": "", "note": "", "seed": "BrokenPipe fix"})  # fmt: skip
+    aborts = load_degradation.aborts_table(load) if load is not None and not load.empty else None
+    if aborts is not None and not aborts.empty:
+        for r in aborts.to_dict("records"):
+            rows.append({"key": f"aborts:{r['preset']}",
+                         "measure": f"Clients aborting mid-response ({r['preset']})",
+                         "before": f"RSS {fmt_num(r.get('rss_first_mb'))} MiB, fds {fmt_num(r.get('fds_first'))}",
+                         "after": f"RSS {fmt_num(r.get('rss_last_mb'))} MiB, fds {fmt_num(r.get('fds_tail'))}",
+                         "ratio": math.nan, "lo": math.nan, "hi": math.nan, "significant": False,
+                         "result": f"served {fmt_num(r.get('served'))}, aborted {fmt_num(r.get('aborted'))}, "
+                                   f"{fmt_num(r.get('unexpected'))} unexpected answers or errors",
+                         "source": "load_degradation", "note": "soak traffic: valid, hostile, resets",
+                         "seed": "BrokenPipe fix"})  # fmt: skip
+    else:
+        rows.append({"key": "aborts", "measure": "Clients aborting mid-response", "before": "",
+                     "after": "", "ratio": math.nan, "lo": math.nan, "hi": math.nan,
+                     "significant": False, "result": "not measured", "source": "load_degradation",
+                     "note": "", "seed": "BrokenPipe fix"})  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -224,15 +214,17 @@ def rows_for_results(table: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def conclude(
-    table: pd.DataFrame, sources: Mapping[str, str], notes: list[str], machine: str = ""
+    table: pd.DataFrame, sources: Mapping[str, str], selection: str = "", machine: str = ""
 ) -> str:
+    """The 00 conclusion; ``selection``: how the inputs were chosen (``Selection.describe()``:
+    one commit, or "**Mixed inputs (allow_mixed):** ..." naming what was mixed)."""
     lines = [markdown_table(display(table))]
     lines.append(
         "Sources: " + ", ".join(f"{study} run `{run}`" for study, run in sources.items())
         + (f", on {machine}" if machine else "") + "."
     )  # fmt: skip
-    if notes:
-        lines.append("**Mixed inputs (allow_mixed):** " + "; ".join(notes) + ".")
+    if selection:
+        lines.append(selection)
     ratios = ratio_rows(table)
     better = ratios[ratios["significant"] & (ratios["ratio"] > 1)]
     worse = ratios[ratios["significant"] & (ratios["ratio"] < 1)]

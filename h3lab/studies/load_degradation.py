@@ -67,6 +67,7 @@ FULL: dict[str, Any] = {
     "open_rate": 2000.0,
     "open_duration": 5.0,
     "adversarial_duration": 3.0,
+    "abort_s": 10.0,
     "engine": "auto",
 }
 QUICK: dict[str, Any] = {
@@ -82,6 +83,7 @@ QUICK: dict[str, Any] = {
     "open_rate": 300.0,
     "open_duration": 1.0,
     "adversarial_duration": 1.0,
+    "abort_s": 2.0,
 }
 
 
@@ -138,8 +140,9 @@ def estimate_s(p: Mapping[str, Any]) -> float:
         len(arm_specs(p)) * int(p["rounds"]) * (float(p["duration"]) + float(p["warmup"]) + 1.5)
     )
     sustained = len(p["sustained_presets"]) * (
-        float(p["sustained_s"]) + float(p["open_duration"]) + float(p["adversarial_duration"]) + 3
-    )
+        float(p["sustained_s"]) + float(p["open_duration"]) + float(p["adversarial_duration"])
+        + float(p.get("abort_s") or 0) + 6
+    )  # fmt: skip
     return rounds + sustained
 
 
@@ -166,7 +169,59 @@ def measure(p: Mapping[str, Any], progress: Progress = log) -> Rows:
                                          workload=str(p["workload"]))  # fmt: skip
         rows += loadrun.measure_rounds(sustained_arms, 1, measure_long, study=f"{STUDY} sustained",
                                        progress=progress)  # fmt: skip
+    if float(p.get("abort_s") or 0) > 0:
+        for name in p["sustained_presets"]:
+            rows += aborting_clients(name, float(p["abort_s"]), progress)
     return rows
+
+
+def aborting_clients(preset: str, seconds: float, progress: Progress = log) -> Rows:
+    """``h3lab bench soak`` traffic for ``seconds``: valid, hostile and clients resetting their
+    connection mid-request or mid-response. Served, aborted, unexpected answers, RSS and fds."""
+    import threading
+
+    from h3lab.bench.soak import run_soak
+
+    server_cpu, load_cpu = loadrun.cpus()
+    report: dict[str, Any] = {}
+
+    def run() -> None:  # its own thread: the kernel's thread already runs an event loop
+        with loadrun.pinned(load_cpu):
+            report.update(run_soak(seconds, warmup=0.0, connections=16, preset=preset,
+                                   sample_interval=1.0, server_cpu=server_cpu))  # fmt: skip
+
+    worker = threading.Thread(target=run, name="h3lab-aborts")
+    worker.start()
+    worker.join()
+    outcomes = report.get("outcomes") or {}
+    unexpected = sum(v for k, v in outcomes.items() if "unexpected" in k or "Error" in k)
+    base = {"arm": preset, "preset": preset, "part": "aborts", "round": 0}
+    values = {
+        "aborts_served": report.get("requests_served"),
+        "aborts_aborted": outcomes.get("aborted", 0),
+        "aborts_unexpected": unexpected,
+        "aborts_rss_first_mb": report.get("rss_mb_first"),
+        "aborts_rss_last_mb": report.get("rss_mb_last"),
+        "aborts_fds_first": report.get("fds_less_connections_first"),
+        "aborts_fds_tail": report.get("fds_less_connections_tail_median"),
+        "aborts_server_exit": report.get("server_exit_code"),
+    }
+    progress(f"{STUDY} aborts | {preset}: {values['aborts_served']} served, "
+             f"{values['aborts_aborted']} aborted, {unexpected} unexpected")  # fmt: skip
+    return [{**base, "metric": k, "value": float(v), "unit": "count"}
+            for k, v in values.items() if isinstance(v, int | float) and not isinstance(v, bool)]  # fmt: skip
+
+
+def aborts_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per preset: the aborting-clients run's counters (one row each)."""
+    import pandas as pd
+
+    part = frame[frame["part"] == "aborts"] if "part" in frame.columns else frame.iloc[0:0]
+    if part.empty:
+        return pd.DataFrame()
+    table = part.pivot_table(index="arm", columns="metric", values="value", aggfunc="first")
+    table.columns = [c.removeprefix("aborts_") for c in table.columns]
+    return table.reset_index().rename(columns={"arm": "preset"})
 
 
 # -- summaries ---------------------------------------------------------------------------------
@@ -270,6 +325,7 @@ def conclude(
     degraded: pd.DataFrame,
     sustained: pd.DataFrame,
     base: str = "baseline",
+    aborts: pd.DataFrame | None = None,
 ) -> str:
     lines = []
     if not compared.empty:
@@ -319,4 +375,17 @@ def conclude(
                     else "**a route cache exceeded its capacity**."
                 )
             )
+    if aborts is not None and not aborts.empty:
+        lines.append(
+            "Clients resetting connections mid-request or mid-response (with valid and hostile "
+            "traffic): "
+            + "; ".join(
+                f"{r['preset']} served {fmt_num(r.get('served'))}, {fmt_num(r.get('aborted'))} aborted, "
+                f"{fmt_num(r.get('unexpected'))} unexpected answers or errors, RSS "
+                f"{fmt_num(r.get('rss_first_mb'))} -> {fmt_num(r.get('rss_last_mb'))} MiB, fds "
+                f"(less connections) {fmt_num(r.get('fds_first'))} -> {fmt_num(r.get('fds_tail'))}"
+                for r in aborts.to_dict("records")
+            )
+            + "."
+        )
     return "\n\n".join(lines) or "No data."

@@ -82,6 +82,7 @@ def _rss_mb(stats: Mapping[str, Any] | None) -> float:
 def measure(p: Mapping[str, Any], progress: Progress = log) -> Rows:
     from h3lab.bench.load import run_closed_loop
 
+    progress(f"{STUDY}: about {estimate_s(p) / 60:.1f} min")
     engine = loadrun.resolve_engine(p["engine"])
     requests = loadrun.get_requests(p["workload"])
     body = study_apps.body_request(int(p["body_bytes"]))

@@ -79,6 +79,7 @@ def arm_name(execution: str, n: int) -> str:
 
 def e2e(p: Mapping[str, Any], progress: Progress = log) -> Rows:
     """Served req/s of /plaintext behind N no-op middlewares per execution, in rounds."""
+    progress(f"{STUDY}: about {estimate_s(p) / 60:.1f} min")
     from h3lab.bench.apps import MIDDLEWARE_KIND_ENV, MIDDLEWARES_ENV, plaintext_request
 
     engine = loadrun.resolve_engine(p["engine"])

@@ -91,13 +91,26 @@ class StudyRun:
 
     @property
     def caption(self) -> str:
-        """Provenance printed under every exported figure: run id, commit, machine, mode."""
-        commit = str(self.info.get("git_commit") or "unknown")[:10]
-        dirty = " (dirty)" if self.info.get("git_dirty") else ""
-        mode = "quick" if self.quick else "full"
-        return (
-            f"run {self.run_id} | commit {commit}{dirty} | {self.info.get('machine', '')} | {mode}"
-        )
+        """Provenance under every exported figure: run id, commit, machine, mode, validity so far
+        (``provenance.caption``; a run outside ``h3lab study`` is marked manual)."""
+        import platform
+
+        from h3lab.studies import provenance, validity
+
+        meta: dict[str, Any] = {
+            "run_id": self.run_id,
+            "study": self.study,
+            "git_commit": self.info.get("git_commit"),
+            "git_dirty": self.info.get("git_dirty"),
+            "cpu_model": self.info.get("cpu_model"),
+            "cores": len(self.info.get("cpus") or []) or None,
+            "python": platform.python_version(),
+            "params": {"quick": self.quick},
+            "validity": validity.current().result().to_json(),
+        }
+        if charts.study_run_mode():
+            meta["study_run"] = {"quick": self.quick}
+        return provenance.caption(meta)
 
     def figure(self, chart: alt.TopLevelMixin, name: str) -> Any:
         """Save PNG + SVG (captioned with the provenance) and return what the cell should display."""
@@ -136,7 +149,7 @@ class StudyRun:
 
 def runtime_info() -> dict[str, Any]:
     import h3lab
-    from h3lab.bench.machine import cpu_affinity, git_info
+    from h3lab.bench.machine import cpu_affinity, cpu_model, git_info
 
     git = git_info()
     return {
@@ -147,18 +160,8 @@ def runtime_info() -> dict[str, Any]:
         "git_commit": git["commit"],
         "git_dirty": git["dirty"],
         "cpus": cpu_affinity(),
-        "machine": machine_label(),
+        "cpu_model": cpu_model(),
     }
-
-
-def machine_label() -> str:
-    """'2 CPUs (AMD EPYC ...) on host' -- short enough for a figure caption."""
-    import platform
-
-    from h3lab.bench.machine import cpu_affinity, cpu_model
-
-    cpus = cpu_affinity() or []
-    return f"{len(cpus) or '?'} CPUs ({cpu_model()}) on {platform.node()}"
 
 
 def start(
@@ -232,3 +235,34 @@ def overrides(full: Mapping[str, Any], namespace: Mapping[str, Any]) -> dict[str
     ``quick=True`` still shrinks every size that was left at its default.
     """
     return {k: namespace[k] for k in full if k in namespace and namespace[k] != full[k]}
+
+
+def select_sources(
+    studies: list[str],
+    root: str | Path,
+    *,
+    allow_mixed: bool = False,
+    run_missing: bool = True,
+) -> tuple[dict[str, tuple[pd.DataFrame, dict[str, Any]]], Any, str | None]:
+    """A summary's inputs: ``({study: (rows, meta)}, Selection, refusal)``.
+
+    ``provenance.select_runs``: the latest full, valid, clean study runs of
+    ONE commit; anything else is refused (``refusal`` says why and nothing is
+    loaded) unless ``allow_mixed``, and then ``Selection.notes`` says what was
+    mixed. A study without any run is first run in quick mode when
+    ``run_missing`` (which only a mixed selection can then use).
+    """
+    from h3lab.bench.results import load_run
+    from h3lab.studies import provenance
+    from h3lab.studies.runner import ensure_runs
+
+    if run_missing:
+        ensure_runs(studies, root, run_missing=True, quick=True)
+    try:
+        selection = provenance.select_runs(studies, root, allow_mixed=allow_mixed)
+    except provenance.ProvenanceError as exc:
+        return {}, None, str(exc)
+    loaded = {
+        name: (load_run(path), selection.metas[name]) for name, path in selection.runs.items()
+    }
+    return loaded, selection, None
