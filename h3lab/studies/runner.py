@@ -224,6 +224,10 @@ def coerce(raw: Any, default_text: str | None) -> Any:
             continue
         if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
+        if isinstance(default, int | float) and (
+            isinstance(value, bool) or not isinstance(value, int | float)
+        ):
+            raise ValueError(f"expected a number like the default {default!r}, got {raw!r}")
         return value
     if text.lower() in ("none", "null"):
         return None
