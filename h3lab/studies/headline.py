@@ -81,7 +81,7 @@ def headline_table(frames: Mapping[str, pd.DataFrame], lookup_routes: int = 1000
         for r in att.itertuples():
             if r.optimization.startswith("all"):
                 key = "throughput" if r.base == "baseline" else "throughput:h3"
-                label = f"Sustained throughput, performance vs {r.base}"
+                label = f"Throughput (saturating), performance vs {r.base}"
             else:
                 key = f"ablation:{r.optimization}:{r.direction}"
                 label = f"{r.optimization}, {r.direction}"
@@ -98,7 +98,9 @@ def headline_table(frames: Mapping[str, pd.DataFrame], lookup_routes: int = 1000
                          "seed": SEED_FIGURES["degradation"]})  # fmt: skip
     else:
         rows.append(
-            _row("throughput", "Sustained throughput", "", "", None, "load_degradation", "no run")
+            _row(
+                "throughput", "Throughput (saturating)", "", "", None, "load_degradation", "no run"
+            )
         )
     router = frames.get("router_scaling")
     if router is not None and not router.empty and "regime" in router.columns:

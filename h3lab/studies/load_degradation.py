@@ -72,7 +72,7 @@ FULL: dict[str, Any] = {
 }
 QUICK: dict[str, Any] = {
     "presets": ["baseline", "performance"],
-    "ablation": ["router+cache"],
+    "ablation": [],
     "rounds": 3,
     "duration": 1.0,
     "warmup": 0.0,

@@ -46,9 +46,9 @@ FULL: dict[str, Any] = {
     "lookup_routes": 1000,
 }
 QUICK: dict[str, Any] = {
-    "sizes": [10, 100, 1000],
+    "sizes": [100, 1000],
     "cache_size": 256,
-    "regimes": {"hit": ["zipf", 200], "miss": ["uniform", 6000]},
+    "regimes": {"hit": ["zipf", 200], "miss": ["uniform", 3000]},
     "repetitions": 3,
     "min_time": 0.002,
 }
