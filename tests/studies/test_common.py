@@ -137,3 +137,23 @@ def test_percentile_table() -> None:
     pct = common.percentile_table(f, "preset")
     assert pct["nines"].iloc[1] == pytest.approx(2.0)
     assert not math.isnan(pct["latency_ms"].iloc[0])
+
+
+def test_an_invalid_run_claims_nothing(tmp_path: Any) -> None:
+    from h3lab.studies import validity
+
+    run = notebook.start("unit", root=tmp_path, quick=True)
+    validity.current().server_cpu(35.0, label="performance round 1")
+    validity.current().warn("router/trie/10: unstable (cv=40%)")
+    run.conclude("performance is 3.0x faster [2.8, 3.2] than baseline.")
+    text = (run.out_dir / "conclusion.md").read_text()
+    assert text.startswith("**Invalid run:** performance round 1: the server used 35%")
+    assert "faster" not in text and "No difference is claimed" in text
+    assert "**Unstable samples:**" in text and "cv=40%" in text
+    assert (run.out_dir / "validity.json").is_file()
+    assert "run " + run.run_id in run.caption and "quick" in run.caption
+    # a clean run keeps its computed conclusion
+    ok = notebook.start("unit", root=tmp_path, quick=True)
+    validity.current().server_cpu(97.0, label="x")
+    ok.conclude("performance is 3.0x faster [2.8, 3.2].")
+    assert (ok.out_dir / "conclusion.md").read_text().startswith("performance is 3.0x faster")
