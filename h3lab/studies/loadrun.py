@@ -257,8 +257,9 @@ def sustained(
         counts: list[tuple[float, float]] = []
         stop = threading.Event()
 
+        t0 = time.monotonic()
+
         def poll() -> None:
-            t0 = time.monotonic()
             while not stop.wait(max(0.0, 1.0 - (time.monotonic() - t0) % 1.0)):
                 served = _served(srv.url)
                 if served is not None:
@@ -271,14 +272,17 @@ def sustained(
             result = run.closed_loop(requests, duration=duration, connections=connections,
                                      engine=engine, workload=workload)  # fmt: skip
         finally:
+            ended = time.monotonic() - t0
             stop.set()
             poller.join(timeout=5)
         rss1 = srv.sample().get("rss_bytes", 0)
         rows: Rows = [{**base, **row, "phase": "sustained"} for row in result_rows(result, {})]
         # per-second served rate from consecutive counter reads (the stats request itself is
         # one of them: 1 req/s against thousands)
-        for (t_a, c_a), (t_b, c_b) in itertools.pairwise(counts):
-            if t_b > t_a and t_b <= duration + 0.5:
+        # The first second holds the load's start (connections opening): left out, as is
+        # anything read after the load stopped.
+        for (t_a, c_a), (t_b, c_b) in itertools.pairwise(counts[1:]):
+            if t_a < t_b <= ended:
                 rows.append({**base, "metric": "served_rps", "value": (c_b - c_a) / (t_b - t_a),
                              "unit": "req/s", "t": round(t_b, 3)})  # fmt: skip
         rows.append({**base, "metric": "rss_start_mb", "value": rss0 / 2**20, "unit": "MiB"})
