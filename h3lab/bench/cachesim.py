@@ -47,10 +47,14 @@ the bound each policy is held to (``CROSS_CHECK_BOUNDS``):
   80% protected part, admission by a count-min frequency estimate), but the
   sketches differ by design: ours has a doorkeeper and 4 probes in one table
   of 4-bit-saturating counters aged every ``10 x capacity`` accesses
-  (Caffeine's), libCacheSim's has its own counters and aging. Measured on
-  zipf 0.8 / 1.2, uniform and scan traces (30,000 requests, 1,000 routes,
-  sizes 1-50% of the working set): the hit-ratio gap stays within +-0.04 and
-  is mostly under 0.015. Below ``WTINYLFU_MIN_SIZE`` objects libCacheSim's
+  (Caffeine's), libCacheSim's has its own counters and aging. Measured
+  (8,000-30,000 requests over 1,000 routes, sizes 150 to half the working
+  set): on zipf 0.8 and 1.0 the two agree within 0.02 (ours 0.002-0.017
+  higher); on a cyclic scan longer than the cache ours is *lower*, by up to
+  0.06 (the doorkeeper holds back keys seen once per aging period, and a
+  scan key recurs only after a whole cycle). ``CROSS_CHECK_BOUNDS`` holds it
+  to 0.07 overall; the tests hold skewed traces to ``WTINYLFU_SKEWED_BOUND``.
+  Below ``WTINYLFU_MIN_SIZE`` objects libCacheSim's
   window (``int(0.01 x size)``) is empty and it admits nothing (hit ratio 0);
   ours keeps a window of at least one entry, so those sizes are not compared.
 * ``lfu``: both count frequencies, but break ties differently (libCacheSim by
@@ -85,11 +89,14 @@ _LIBCACHESIM_NAMES = {
 WTINYLFU_MIN_SIZE = 100
 """Below this capacity libCacheSim's W-TinyLFU window rounds to 0 entries."""
 
+WTINYLFU_SKEWED_BOUND = 0.025
+"""|h3lab - libCacheSim| W-TinyLFU gap on skewed (zipf) traces."""
+
 CROSS_CHECK_BOUNDS: dict[str, float | None] = {
     "lru": 0.005,
     "fifo": 0.005,
     "belady": 0.0,
-    "wtinylfu": 0.05,
+    "wtinylfu": 0.07,
     "lfu": None,
 }
 """Largest allowed |h3lab - libCacheSim| hit-ratio gap per policy (None: not bounded)."""

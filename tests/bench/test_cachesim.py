@@ -196,7 +196,7 @@ def test_stable_hash_is_the_documented_function() -> None:
 
 def test_cross_check_holds_every_policy_to_its_stated_bound() -> None:
     pytest.importorskip("libcachesim")
-    from h3lab.bench.cachesim import WTINYLFU_MIN_SIZE, cross_check
+    from h3lab.bench.cachesim import WTINYLFU_MIN_SIZE, WTINYLFU_SKEWED_BOUND, cross_check
 
     table = route_table(1000, seed=0)
     for name, workload in (
@@ -210,3 +210,6 @@ def test_cross_check_holds_every_policy_to_its_stated_bound() -> None:
         assert all(r["size"] >= WTINYLFU_MIN_SIZE for r in rows if r["policy"] == "wtinylfu")
         bad = [r for r in rows if not r["within"]]
         assert not bad, bad
+        if name.startswith("zipf"):
+            gaps = [abs(r["gap"]) for r in rows if r["policy"] == "wtinylfu"]
+            assert max(gaps) <= WTINYLFU_SKEWED_BOUND, gaps
