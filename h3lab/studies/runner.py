@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from h3lab.studies.registry import Study, repo_root
+from h3lab.studies.validity import RUN_DIR_ENV
 
 STUDY_RUN_ENV = "H3LAB_STUDY_RUN"
 KERNEL_NAME = "h3lab"
@@ -596,6 +597,7 @@ def run_study(
     with (
         _env(STUDY_RUN_ENV, "1"),
         _env("PYTHONHASHSEED", str(KERNEL_HASH_SEED)),
+        _env(RUN_DIR_ENV, str(run_dir)),  # the kernel's validity recorder saves there at exit
         watch,
     ):
         try:

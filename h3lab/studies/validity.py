@@ -34,12 +34,17 @@ How a notebook records validity
 Measurement code feeds the process-wide recorder; the notebook saves it::
 
     from h3lab.studies import validity
-    rec = validity.current()          # one per kernel; captures stability warnings
+    rec = validity.begin(out_dir)     # where the run starts (notebook.start): an empty
+                                      # process-wide recorder, stability warnings captured
     rec.server_cpu(93.5, label="performance round 2")
     rec.stability([...], label="balanced req/s")
     ...
-    validity.save(out_dir)            # -> <run>/validity.json (the runner merges it
+    validity.save()                   # -> <run>/validity.json (the runner merges it
                                       #    into meta.json["validity"])
+    text = validity.guard_claim(validity.current().result(), "2.1x faster [...]")
+
+Under the runner the recorder also saves itself when the kernel exits, so a
+check is never lost; a notebook run by hand must call ``save``.
 
 ``h3lab.bench.rounds.run_rounds`` records its own checks (server and client
 CPU, machine state) into ``current()`` unless given another recorder. The
@@ -53,6 +58,7 @@ drivers use it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -428,6 +434,8 @@ class ProcessCpu:
         self._t0 = 0.0
         self._cpu0: dict[int, float] = {}
         self.percent: float | None = None
+        self.cpu_s: float | None = None
+        """CPU seconds used over the phase (user + system, the whole tree)."""
 
     def _times(self) -> dict[int, float]:
         import psutil
@@ -454,6 +462,7 @@ class ProcessCpu:
         wall = max(1e-9, time.monotonic() - self._t0)
         now = self._times()
         used = sum(now[pid] - self._cpu0.get(pid, 0.0) for pid in now)
+        self.cpu_s = used
         self.percent = 100.0 * used / wall
         return self.percent
 
@@ -467,6 +476,7 @@ class PhaseCpu:
         self.server = ProcessCpu(server_pid) if server_pid is not None else None
         self.server_percent: float | None = None
         self.client_percent: float | None = None
+        self.client_cpu_s: float | None = None
         self.wall_s = 0.0
 
     def __enter__(self) -> PhaseCpu:
@@ -486,6 +496,7 @@ class PhaseCpu:
         self.wall_s = max(1e-9, time.monotonic() - self._t0)
         t = self._me.cpu_times()
         used = t.user + t.system + t.children_user + t.children_system - self._client0
+        self.client_cpu_s = used
         self.client_percent = 100.0 * used / self.wall_s
 
 
@@ -536,6 +547,9 @@ class ValidityRecorder:
         self.checks.clear()
 
 
+RUN_DIR_ENV = "H3LAB_RUN_DIR"
+"""Set by the runner for the kernel: where ``validity.json`` goes if the notebook never saves."""
+
 _CURRENT: ValidityRecorder | None = None
 _PREVIOUS_SHOWWARNING: Any = None
 
@@ -545,14 +559,45 @@ def current() -> ValidityRecorder:
 
     On creation it also starts capturing ``BenchmarkStabilityWarning`` (the
     micro-benchmarks' unstable-sample warning): each is recorded as an
-    ``unstable`` check and still shown as before.
+    ``unstable`` check and still shown as before. Under the runner
+    (``$H3LAB_RUN_DIR`` set) it also saves itself to
+    ``$H3LAB_RUN_DIR/validity.json`` when the kernel exits, so checks recorded
+    by measurement code reach ``meta.json`` even if the notebook never calls
+    ``save`` (it should, after its last measurement: the kernel's exit is a
+    fallback).
     """
     global _CURRENT, _PREVIOUS_SHOWWARNING
     if _CURRENT is None:
         _CURRENT = ValidityRecorder()
         _PREVIOUS_SHOWWARNING = warnings.showwarning
         warnings.showwarning = _showwarning
+        run_dir = os.environ.get(RUN_DIR_ENV)
+        if run_dir:
+            import atexit
+
+            atexit.register(_save_at_exit, Path(run_dir), _CURRENT)
     return _CURRENT
+
+
+def begin(out_dir: str | Path | None = None) -> ValidityRecorder:
+    """Start a run's validity: an empty process-wide recorder capturing stability warnings.
+
+    Call it where the notebook opens its run (``notebook.start``); ``out_dir``
+    is remembered as the default of ``save()``.
+    """
+    global _OUT_DIR
+    rec = reset()
+    _OUT_DIR = Path(out_dir) if out_dir is not None else None
+    return rec
+
+
+_OUT_DIR: Path | None = None
+
+
+def _save_at_exit(run_dir: Path, recorder: ValidityRecorder) -> None:
+    if run_dir.is_dir() and (recorder.checks or not (run_dir / VALIDITY_FILE).is_file()):
+        with contextlib.suppress(OSError):
+            save(run_dir, recorder)
 
 
 def reset() -> ValidityRecorder:
@@ -571,9 +616,15 @@ def _showwarning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None
         _PREVIOUS_SHOWWARNING(message, category, *args, **kwargs)
 
 
-def save(out_dir: str | Path, recorder: ValidityRecorder | None = None) -> Path:
-    """Write the recorder's ``Validity`` to ``<out_dir>/validity.json`` (the runner merges it)."""
+def save(out_dir: str | Path | None = None, recorder: ValidityRecorder | None = None) -> Path:
+    """Write the recorder's ``Validity`` to ``<out_dir>/validity.json`` (the runner merges it).
+
+    ``out_dir`` defaults to the one given to ``begin``, else ``$H3LAB_RUN_DIR``.
+    """
     validity = (recorder or current()).result()
+    out_dir = out_dir or _OUT_DIR or os.environ.get(RUN_DIR_ENV)
+    if not out_dir:
+        raise ValueError("validity.save: no out_dir (pass the run folder, or call begin(out_dir))")
     path = Path(out_dir) / VALIDITY_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(validity.to_json(), indent=2) + "\n", encoding="utf-8")
@@ -660,6 +711,7 @@ __all__ = [
     "ProcessCpu",
     "Validity",
     "ValidityRecorder",
+    "begin",
     "check_ceiling",
     "check_client_headroom",
     "check_machine",

@@ -20,6 +20,7 @@ run_id = None  # set by the runner
 out_dir = None  # set by the runner
 server_cpu = 95.0  # the server CPU the notebook 'measured'
 routes = None  # type: Optional[int] a typed parameter
+save = True  # save validity.json explicitly (else the kernel's exit does)
 """
 
 CHECKED_BODY = [
@@ -30,7 +31,8 @@ rec.server_cpu(server_cpu, label="demo round 1")
 rec.warn("demo: cv 12.0% above 10%")
 run.add([{"metric": "throughput_rps", "value": 1000.0, "unit": "req/s"}])
 run.write()
-validity.save(run.out_dir)""",
+if save:
+    validity.save(run.out_dir)""",
     'run.conclude("performance serves 2x more.")',
 ]
 
@@ -82,6 +84,17 @@ def test_an_invalid_run_is_marked_and_claims_nothing(
     assert "no difference is claimed" in conclusion
     assert "**Unstable samples:** demo: cv 12.0% above 10%" in conclusion
     assert "invalid" in provenance.caption(meta) and run_dir.name in provenance.caption(meta)
+
+
+@pytest.mark.notebooks
+def test_checks_reach_meta_even_if_the_notebook_never_saves(checked_repo: Path) -> None:
+    result = runner.run_study(registry.get("checked"), {"save": "false"},
+                              root=checked_repo / "runs", progress=False, html=False)  # fmt: skip
+    assert result.ok
+    v = json.loads((result.run_dir / "meta.json").read_text())["validity"]
+    assert v["checks"]["recorded_by_notebook"] is True
+    assert v["checks"]["server_cpu"][0]["status"] == "valid"
+    assert v["status"] in ("unstable", "invalid") and "demo: cv 12.0% above 10%" in v["warnings"]
 
 
 def test_a_badly_typed_parameter_fails_before_the_notebook_runs(
