@@ -184,7 +184,6 @@ def start(
     from h3lab.studies.registry import repo_root
 
     charts.setup()
-    validity.reset()
     info = runtime_info()
     print(f"python  {info['python']}")
     print(f"h3lab   {info['h3lab']} ({info['h3lab_version']}, commit {str(info['git_commit'])[:10]}"
@@ -206,6 +205,7 @@ def start(
             params=all_params,
         )
     writer.path.mkdir(parents=True, exist_ok=True)
+    validity.begin(writer.path)  # an empty recorder for this run; saved by conclude()
     print(f"run     {writer.path}{'  (quick)' if quick else ''}")
     return StudyRun(writer, bool(quick), all_params, info)
 
