@@ -688,16 +688,34 @@ def guard_claim(validity: Validity | Mapping[str, Any] | None, claim: str) -> st
     return "No difference is claimed: the run is invalid (see above)."
 
 
+DIAGNOSIS_NOTE = "_Computed from these measurements, kept for diagnosis only (not a conclusion):_"
+
+
 def frame_conclusion(text: str, validity: Validity | Mapping[str, Any] | None) -> str:
-    """``text`` with the invalid paragraph in front and the unstable paragraph after,
-    each only once (safe to apply twice)."""
+    """``text`` framed by the run's validity (safe to apply twice).
+
+    Invalid run: the ``**Invalid run:**`` paragraph (every reason) comes first.
+    If ``text`` already opens with one (the notebook knew, and worded its
+    claims with ``guard_claim``), that paragraph is replaced by the complete
+    one; otherwise the notebook concluded before the run was found invalid
+    (the runner's machine watch decides after the last cell), so its text is
+    kept only as a quoted block marked as diagnosis, never as a conclusion.
+    Unstable samples: their paragraph is appended once.
+    """
     if validity is None:
         return text
     v = Validity.from_json(validity) if isinstance(validity, Mapping) else validity
     body = text.strip()
     head = invalid_paragraph(v)
-    if head and not body.startswith(INVALID_PREFIX):
-        body = f"{head}\n\n{body}"
+    if head:
+        if body.startswith(INVALID_PREFIX):
+            _, _, rest = body.partition("\n\n")
+            body = f"{head}\n\n{rest}" if rest else head
+        elif body:
+            quoted = "\n".join(f"> {line}" if line else ">" for line in body.splitlines())
+            body = f"{head}\n\n{DIAGNOSIS_NOTE}\n\n{quoted}"
+        else:
+            body = head
     tail = unstable_paragraph(v)
     if tail and UNSTABLE_PREFIX not in body:
         body = f"{body}\n\n{tail}"

@@ -90,7 +90,14 @@ def test_conclusion_framing() -> None:
     text = v.frame_conclusion("performance is 2x faster", bad)
     assert text.startswith("**Invalid run:** the server used 30%")
     assert "**Unstable samples:**" in text
+    assert "> performance is 2x faster" in text and "diagnosis only" in text  # not a claim
     assert v.frame_conclusion(text, bad) == text  # idempotent
+    # a notebook that framed its own invalid run: the first paragraph gets every reason
+    own = "**Invalid run:** the server used 30%.\n\nNo difference is claimed."
+    worse = bad.merge(v.Validity.from_checks([v.check_client_headroom(99.0)]))
+    reframed = v.frame_conclusion(own, worse)
+    assert "client-bound" in reframed and reframed.count("**Invalid run:**") == 1
+    assert "No difference is claimed." in reframed
     assert v.guard_claim(bad, "2x faster").startswith("No difference is claimed")
     good = v.Validity()
     assert v.guard_claim(good, "2x faster") == "2x faster"
