@@ -13,9 +13,25 @@ notebook (``h3lab.studies.notebook.start``) writes ``results.parquet`` and
         NN_name.ipynb       the executed notebook (kept, partial, when a cell fails)
         NN_name.html        the same, rendered by nbconvert (opens without Jupyter)
         results.parquet     tidy rows (h3lab.bench.results)
-        meta.json           parameters, versions, machine, git commit + "study_run"
+        meta.json           parameters, versions, machine, git commit + "study_run",
+                            "validity" and "provenance" (added by the runner)
+        validity.json       the checks the notebook recorded (h3lab.studies.validity)
         conclusion.md       the computed conclusion (read by the report)
         figures/*.png|svg   every chart
+
+Validity: while the notebook runs, a thread samples the machine (other
+processes' CPU, load average; ``MachineWatch``). Afterwards the notebook's
+``validity.json`` and that machine check are merged into
+``meta.json["validity"]`` and ``conclusion.md`` is framed by it: an invalid
+run opens with ``**Invalid run:**`` and its reasons, and claims nothing; every
+unstable-sample warning is listed (``validity.frame_conclusion``).
+Provenance (run id, commit, machine, full/quick, validity, study/manual) is
+stamped into ``meta.json["provenance"]`` (``h3lab.studies.provenance``). A
+notebook executed by hand has no ``study_run`` record: a *manual* run, which
+never displaces a study run.
+
+The kernel talks to the runner over local IPC sockets, not TCP
+(``ipc_kernel_manager``), and ``$H3LAB_RUN_DIR`` tells it its run folder.
 
 The kernel runs in the repository root (relative paths such as
 ``data/traces/sample.csv`` resolve there) and with ``H3LAB_STUDY_RUN=1`` in its
