@@ -12,9 +12,12 @@
 * ``loadrun``   -- load measurement on ``bench.rounds`` (saturating, sustained runs)
 * ``study_apps`` -- server apps with handlers that await and request bodies
 * ``stats``, ``validity`` -- the statistics and the validity record of every run
+* ``provenance`` -- run id, commit, machine, full/quick, validity of runs and figures;
+  which runs the summary may combine
+* ``compare``   -- ``h3lab study compare A B``: per-metric ratios with intervals
 * ``charts``    -- the registered Altair theme ``h3lab`` and chart helpers
 * ``browser``   -- headless Chromium check of a page (figures load, console clean, screenshot)
-* ``cli``       -- ``h3lab study list|run|all|report|figures|kernel``
+* ``cli``       -- ``h3lab study list|run|all|report|figures|compare|kernel``
 
 Everything heavy (pandas, altair, papermill) is imported inside these
 modules, never by ``h3lab serve``.
