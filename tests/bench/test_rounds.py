@@ -79,3 +79,30 @@ def test_real_servers_fresh_per_arm_with_cpu_checks() -> None:
     assert names.count("server_cpu") == 4 and names.count("client_headroom") == 4
     assert "machine" in names
     assert all(v > 0 for v in result.values("throughput_rps")["balanced"])
+
+
+def test_closed_loop_with_wrk_and_an_open_loop_record_their_checks() -> None:
+    from h3lab.bench.wrk import wrk_available
+
+    if not wrk_available():
+        pytest.skip("wrk is not installed")
+    recorder = ValidityRecorder()
+    req = [plaintext_request()]
+    seen: dict[str, float] = {}
+
+    def measure(run: ArmRun) -> list[dict]:
+        closed = run.closed_loop(req, duration=1.0, connections=4, engine="wrk", warmup=0.0)
+        opened = run.open_loop(req, rate=200.0, duration=1.0, connections=4)
+        seen.update(closed=closed.throughput_rps, opened=opened.throughput_rps)
+        return [{"metric": "throughput_rps", "value": closed.throughput_rps, "unit": "req/s"}]
+
+    arms = [Arm("balanced", server={"preset": "balanced", "sample_interval": None})]
+    result = run_rounds(arms, rounds=1, measure=measure, recorder=recorder, progress=None)
+    assert seen["closed"] > 0 and seen["opened"] > 0
+    phases = {r["phase"] for r in result.rows if r["metric"] == "phase_client_cpu_percent"}
+    assert phases == {"closed", "open"}
+    names = [c.name for c in recorder.checks]
+    assert names.count("server_cpu") == 1  # the closed loop only: the open loop does not saturate
+    assert names.count("open_loop_rate") == 1
+    rate = next(c for c in recorder.checks if c.name == "open_loop_rate")
+    assert rate.data["target_rps"] == 200.0 and rate.data["achieved_rps"] > 0
