@@ -164,3 +164,27 @@ def test_machine_state_excludes_our_own_tree() -> None:
         child.wait()
     assert child.pid not in [p["pid"] for p in state["busy_processes"]]
     assert state["cores"] >= 1 and "other_cpu_percent" in state
+
+
+def test_a_machine_disturbed_on_purpose_is_invalid() -> None:
+    import os
+    import signal
+
+    # Busy loops on both CPUs, started *outside* our process tree (the shell exits
+    # at once, so they are re-parented): to machine_state they are other tenants.
+    code = BUSY.format(s=6)
+    one = f"{sys.executable} -c '{code}' >/dev/null 2>&1 & echo $!"
+    script = f"{one}; {one}"
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
+    pids = [int(p) for p in done.stdout.split()]
+    try:
+        time.sleep(0.3)
+        state = v.machine_state(interval=1.0)
+    finally:
+        for pid in pids:
+            with __import__("contextlib").suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    busy = {p["pid"] for p in state["busy_processes"]}
+    assert set(pids) <= busy, (pids, state["busy_processes"])
+    check = v.check_machine(state)
+    assert check.status == "invalid" and "busy machine" in check.reason
