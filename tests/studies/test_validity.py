@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -182,7 +183,7 @@ def test_a_machine_disturbed_on_purpose_is_invalid() -> None:
         state = v.machine_state(interval=1.0)
     finally:
         for pid in pids:
-            with __import__("contextlib").suppress(ProcessLookupError):
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     busy = {p["pid"] for p in state["busy_processes"]}
     assert set(pids) <= busy, (pids, state["busy_processes"])
