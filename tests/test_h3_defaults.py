@@ -86,9 +86,8 @@ async def base_url(
 
 
 async def fetch(url: str, method: str = "GET", **kw: Any) -> tuple[int, Any, bytes]:
-    async with aiohttp.ClientSession() as session:
-        async with session.request(method, url, **kw) as response:
-            return response.status, response.headers, await response.read()
+    async with aiohttp.ClientSession() as session, session.request(method, url, **kw) as response:
+        return response.status, response.headers, await response.read()
 
 
 async def test_set_cookie_replaces_same_name_domain_and_path(base_url: str) -> None:
