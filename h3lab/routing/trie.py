@@ -61,7 +61,16 @@ Capture = tuple[int, str, int, "re.Pattern[str] | None", tuple[tuple[str, str], 
 class Entry:
     """One variant of one route, at the leaf where it ends."""
 
-    __slots__ = ("captures", "checks", "optional", "route", "weight")
+    __slots__ = (
+        "captures",
+        "checks",
+        "nonempty",
+        "optional",
+        "plain",
+        "rest_nonempty",
+        "route",
+        "weight",
+    )
 
     def __init__(self, route: Route, parsed: ParsedPattern) -> None:
         self.route = route
@@ -83,6 +92,18 @@ class Entry:
             captures.append((kind, segment.text, index, segment.regex, segment.names))
         self.checks = tuple(checks)
         self.captures = tuple(captures)
+        # PERF: the common entries (no regex segment) skip the generic code:
+        # `nonempty` lists the `:name` indices to test, `rest_nonempty` the
+        # index of a `**:name` (0 if none), and `plain` is (name, index, is a
+        # rest capture) for each param.
+        self.nonempty: tuple[int, ...] | None = None
+        self.rest_nonempty = 0
+        self.plain: tuple[tuple[str, int, bool], ...] | None = None
+        if all(check is None or check is NONEMPTY_REST for _, check in checks):
+            self.nonempty = tuple(index for index, check in checks if check is None)
+            self.rest_nonempty = next((i for i, c in checks if c is NONEMPTY_REST), 0)
+        if all(capture[3] is None for capture in captures):
+            self.plain = tuple((c[1], c[2], c[0] >= NAMED_REST) for c in captures)
 
     def passes(self, parts: list[str], n: int) -> bool:
         for index, check in self.checks:
@@ -130,7 +151,16 @@ def select(leaf: Leaf, method: str, parts: list[str], n: int, optional_only: boo
     if len(entries) == 1 and not optional_only:
         # PERF: one route of this shape and method, the common case.
         entry = entries[0]
-        return entry if not entry.checks or entry.passes(parts, n) else None
+        nonempty = entry.nonempty
+        if nonempty is None:
+            return entry if entry.passes(parts, n) else None
+        for index in nonempty:
+            if not parts[index]:
+                return None
+        rest = entry.rest_nonempty
+        if rest and rest == n - 1 and not parts[rest]:
+            return None
+        return entry
     best: Entry | None = None
     best_weight = -1
     for entry in entries:
@@ -178,15 +208,43 @@ def _search(node: Node, parts: list[str], i: int, n: int, method: str) -> Entry 
             hit = _search(node.dyn, parts, i, n, method)
             if hit is not None:
                 return hit
-        if node.wild is not None:
-            return select(node.wild, method, parts, n, False)
-        return None
+        wild = node.wild
+        if wild is None:
+            return None
+        entries = wild.get(method) or wild.get(ANY_METHOD)
+        if entries is None:
+            return None
+        entry = entries[0]
+        nonempty = entry.nonempty
+        if len(entries) > 1 or nonempty is None:
+            return select(wild, method, parts, n, False)
+        # PERF: `select` inlined for one plain route, the common case.
+        for index in nonempty:
+            if not parts[index]:
+                return None
+        rest = entry.rest_nonempty
+        if rest and rest == n - 1 and not parts[rest]:
+            return None
+        return entry
     # The path ends here: routes ending at this node, then a missing last
     # segment for a trailing `*`, then `**` with zero segments.
-    if node.leaf is not None:
-        hit = select(node.leaf, method, parts, n, False)
-        if hit is not None:
-            return hit
+    leaf = node.leaf
+    if leaf is not None:
+        entries = leaf.get(method) or leaf.get(ANY_METHOD)
+        if entries is not None:
+            # PERF: `select` inlined for one plain route, the common case.
+            entry = entries[0]
+            nonempty = entry.nonempty
+            if len(entries) == 1 and nonempty is not None and not entry.rest_nonempty:
+                for index in nonempty:
+                    if not parts[index]:
+                        break
+                else:
+                    return entry
+            else:
+                hit = select(leaf, method, parts, n, False)
+                if hit is not None:
+                    return hit
     dyn = node.dyn
     if dyn is not None and dyn.leaf is not None:
         hit = select(dyn.leaf, method, parts, n, True)
@@ -306,9 +364,20 @@ class TrieRouter:
         entry = _search(self._root, parts, 1, n, method)
         if entry is None:
             return None
-        if not entry.captures:
-            return entry.route, {}
-        return entry.route, entry.params(parts, n)
+        plain = entry.plain
+        if plain is None:
+            return entry.route, entry.params(parts, n)
+        # PERF: built inline (a helper call costs as much as the loop); params
+        # are read back from `parts` only now that the route is chosen.
+        params: Params = {}
+        for name, index, rest in plain:
+            if index >= n:  # a missing last '*' (no param) or '**' ("")
+                if rest:
+                    params[name] = ""
+                continue
+            value = "/".join(parts[index:]) if rest else parts[index]
+            params[name] = _decode(value) if "%" in value else value
+        return entry.route, params
 
     def allowed_methods(self, path: str) -> set[str]:
         methods = set(self._static.get(path, ()))
