@@ -11,9 +11,14 @@ rou3's method-agnostic ``""``); an expected answer is the label or pattern of
 the route and its params (``None``: rou3's test does not pin the params), or
 ``None`` for no match.
 
-Where h3lab deliberately differs from rou3 the case is in ``DIFFERENCES`` with
-h3lab's own answer, and a test pins that answer; ``REFUSED`` lists the rou3
-patterns h3lab refuses at registration (``ValueError``).
+Where h3lab deliberately differs from rou3 the case would be in ``DIFFERENCES``
+with h3lab's own answer (there is none today); ``REFUSED`` lists the rou3
+patterns h3lab refuses at registration (``ValueError``), and ``DUPLICATES``
+rou3's duplicate registrations, which h3lab refuses too (so "many static
+routes" registers ``/dup`` once).
+
+Counts: 270 lookups in 89 cases; 266 pass under every strategy, 4 belong to
+the 2 refused patterns; plus the 3 duplicate registrations.
 """
 
 from __future__ import annotations
@@ -822,4 +827,4 @@ def test_case_counts() -> None:
     refused = sum(len(CASES[name][1]) for name in CASES if name not in SUPPORTED)
     assert lookups_total == 270
     assert refused == 4
-    assert len(DIFFERENCES) == 1
+    assert len(DIFFERENCES) == 0  # every supported lookup answers as rou3
