@@ -383,6 +383,7 @@ def test_same_shape_other_method_or_other_kind_is_fine(table: Table) -> None:
         "/a\\",
         "/a/(x/y)",
         "/:0/*",
+        "/a" + "{b}?" * 9,
         "/a/**/b",
         "/a/**:x/b",
         "/:",

@@ -41,6 +41,10 @@ KIND_CLASS = (0, 1, 1, 1, 2, 2)
 
 REST_PARAM = "_"  # the params key of a bare ``**``
 
+# Optional parts expand into 2**k variants at registration; a cap keeps a
+# pattern from costing minutes (and memory) to register.
+MAX_OPTIONAL_PARTS = 8
+
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -435,6 +439,9 @@ def parse_pattern(pattern: str) -> tuple[ParsedPattern, ...]:
     """The variants of a route pattern; ``ValueError`` names what is wrong."""
     if not isinstance(pattern, str) or not pattern.startswith("/"):
         raise ValueError(f"route pattern must be a str starting with '/', got {pattern!r}")
+    if pattern.count("?") > MAX_OPTIONAL_PARTS:
+        # Each optional part doubles the variants: refuse before expanding.
+        raise _fail(pattern, f"more than {MAX_OPTIONAL_PARTS} optional parts ('?')")
     variants: list[ParsedPattern] = []
     signatures: set[tuple[tuple[object, ...], ...]] = set()
     for path in _expand_groups(pattern, pattern):
