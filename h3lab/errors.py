@@ -18,7 +18,9 @@ class HTTPError(Exception):
 
     ``unhandled`` marks errors the framework made out of an unexpected
     exception: their message is replaced by a generic one so that no internal
-    detail (or traceback) ever reaches the client.
+    detail (or traceback) ever reaches the client, and their JSON says
+    ``"unhandled": true`` (as h3 v2's), so a client can tell a crash from a
+    deliberate 500.
 
     ``headers`` are sent with the error response (``WWW-Authenticate`` on a
     401, ``Retry-After`` on a 503...). ``cause`` is the exception this error
@@ -48,7 +50,10 @@ class HTTPError(Exception):
             self.__cause__ = cause
 
     def to_json(self) -> dict[str, Any]:
-        return {"status": self.status, "message": self.message, "data": self.data}
+        body = {"status": self.status, "message": self.message, "data": self.data}
+        if self.unhandled:
+            body["unhandled"] = True
+        return body
 
     def __repr__(self) -> str:
         return f"HTTPError({self.status}, {self.message!r})"

@@ -233,15 +233,16 @@ class H3Event:
     def set_cookie(self, name: str, value: str, **options: Any) -> None:
         """Add a Set-Cookie header (options: max_age, expires, path, domain,
         secure, httponly, samesite, partitioned)."""
-        from h3lab.utils.cookies import serialize_cookie
+        from h3lab.utils.cookies import serialize_cookie, stage_set_cookie
 
-        self.append_header("set-cookie", serialize_cookie(name, value, **options))
+        # Replaces an earlier Set-Cookie of the same name, domain and path.
+        stage_set_cookie(self.response_headers, serialize_cookie(name, value, **options))
 
     def delete_cookie(self, name: str, *, path: str = "/", domain: str | None = None) -> None:
-        from h3lab.utils.cookies import serialize_cookie
+        from h3lab.utils.cookies import serialize_cookie, stage_set_cookie
 
-        self.append_header(
-            "set-cookie", serialize_cookie(name, "", max_age=0, path=path, domain=domain)
+        stage_set_cookie(
+            self.response_headers, serialize_cookie(name, "", max_age=0, path=path, domain=domain)
         )
 
     def __repr__(self) -> str:

@@ -39,6 +39,7 @@ from types import CoroutineType
 from typing import Any, ClassVar, Protocol
 
 from h3lab.registry import Registry
+from h3lab.routing.pattern import STATIC, Segment, parse_pattern
 
 MIDDLEWARE_EXECUTIONS: Registry[type[MiddlewareExecution]] = Registry("middleware.execution")
 
@@ -95,22 +96,39 @@ class Layer:
 def prefix_relation(prefix: str, pattern: str | None) -> bool | None:
     """Whether a prefix scope applies to *every* path a route pattern matches.
 
-    True: always; False: never; None: depends on the request path. ``pattern``
-    None stands for "no route" (404/405 chains): always undecided.
+    True: always; False: never; None: depends on the request path (the fast
+    chain then tests the prefix per request, exactly as ``legacy`` does).
+    ``pattern`` None stands for "no route" (404/405 chains): always undecided.
+
+    The prefix is in routing form (``app.use`` passes it through
+    ``routing_path``) and ``Layer.applies`` compares it with the routing path,
+    so the pattern is compared in the same form: its parsed, decoded static
+    segments, never its raw text (``/%61dmin/users`` and ``/caf%C3%A9/menu``
+    are under ``/admin`` and ``/café``). Every variant of the pattern must
+    agree; any dynamic segment within the prefix's reach (a param, a regex or
+    mixed segment, an optional one, a wildcard) leaves it undecided.
     """
     if not prefix:
         return True
     if pattern is None:
         return None
-    want = prefix.strip("/").split("/")
-    have = pattern.strip("/").split("/") if pattern.strip("/") else []
-    for k, segment in enumerate(want):
-        if k >= len(have):
-            return False
-        seg = have[k]
-        if seg.startswith(":") or seg.startswith("*"):
+    try:
+        variants = parse_pattern(pattern)
+    except ValueError:
+        return None  # the router refuses it anyway; never guess
+    want = prefix[1:].split("/")
+    answers = {_variant_relation(want, variant.segments) for variant in variants}
+    return answers.pop() if len(answers) == 1 else None
+
+
+def _variant_relation(want: list[str], segments: Sequence[Segment]) -> bool | None:
+    for k, text in enumerate(want):
+        if k >= len(segments):
+            return False  # every path of the variant is shorter than the prefix
+        segment = segments[k]
+        if segment.kind != STATIC:
             return None
-        if seg != segment:
+        if segment.text != text:
             return False
     return True
 

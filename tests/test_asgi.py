@@ -72,7 +72,7 @@ async def test_asgi_under_uvicorn(uvicorn_url: str) -> None:
             assert r.status == 200 and await r.text() == "hello"
             assert r.headers["content-type"] == "text/plain; charset=utf-8"
         async with s.get(uvicorn_url + "/users/a%2Fb?q=1") as r:
-            assert json.loads(await r.read()) == {"id": "a/b", "q": "1"}
+            assert json.loads(await r.read()) == {"id": "a%2Fb", "q": "1"}
         async with s.post(uvicorn_url + "/echo", json={"x": 1}) as r:
             assert await r.json() == {"x": 1}
         async with s.post(uvicorn_url + "/echo", data=b"nope") as r:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from h3lab import H3, Config, HTTPError, Response
 from h3lab.event import H3Event
 from h3lab.middleware import MIDDLEWARE_EXECUTIONS, Layer, NextCalledTwice, prefix_relation
 from h3lab.routing import routing_path
+from tests.test_routing_properties import patterns as property_patterns
+from tests.test_routing_properties import raw_paths as property_paths
 
 
 @pytest.fixture(params=MIDDLEWARE_EXECUTIONS.names())
@@ -226,6 +231,26 @@ def test_fast_resolves_scopes_at_compile_time() -> None:
         ("/api", "/:x/users", None),
         ("/api", "/**", None),
         ("/api", None, None),
+        # Compared in routing form: decoded static segments, not raw text.
+        ("/admin", "/%61dmin/users", True),
+        ("/café", "/caf%C3%A9/menu", True),
+        ("/admin", "/%62dmin/users", False),
+        ("/a%2Fb", "/a/b", False),
+        ("/a%2Fb", "/a%2fb/c", True),
+        # The new syntax: decided only when every variant agrees.
+        ("/api", "/api/:id(\\d+)", True),
+        ("/api", "/api/:id?", True),
+        ("/api/v1", "/api/:v?", None),
+        ("/api", "/:v(api)/x", None),
+        ("/api", "/ap:x", None),
+        ("/api", "/{api}?/x", None),
+        ("/api", "/api{s}?/x", None),
+        ("/apis", "/api{s}?/x", None),
+        ("/web", "/api{s}?/x", False),
+        ("/api/x", "/api/*", None),
+        ("/api", "/api\\:v/x", False),
+        ("/api:v", "/api\\:v/x", True),
+        ("/api", "/(", None),  # refused by the router: never guessed
     ],
 )
 def test_prefix_relation(prefix: str, pattern: str | None, expected: bool | None) -> None:
@@ -243,3 +268,139 @@ def test_layer_shapes_are_checked() -> None:
 
 def test_next_called_twice_error_message() -> None:
     assert "more than once" in str(NextCalledTwice())
+
+
+GUARDED = {"status": 401, "message": "guarded"}
+
+
+def guard_before(event: H3Event) -> Any:
+    raise HTTPError(401, "guarded")
+
+
+async def guard_onion(event: H3Event, next: Any) -> Any:
+    raise HTTPError(401, "guarded")
+
+
+@pytest.mark.parametrize("guard", [guard_before, guard_onion])
+@pytest.mark.parametrize(
+    ("prefix", "pattern", "path"),
+    [
+        ("/admin", "/%61dmin/users", "/admin/users"),
+        ("/admin", "/%61dmin/users", "/%61dmin/users"),
+        ("/café", "/caf%C3%A9/menu", "/caf%C3%A9/menu"),
+        ("/caf%C3%A9", "/café/menu", "/caf%c3%a9/menu"),
+        ("/admin", "/:section(admin)/users", "/admin/users"),
+        ("/admin", "/{admin}?/x", "/admin/x"),
+    ],
+)
+async def test_percent_encoded_pattern_cannot_skip_a_guard(
+    execution: str, guard: Any, prefix: str, pattern: str, path: str
+) -> None:
+    """Issue 10 item 13: the scope is decided on decoded segments."""
+    app = make_app(execution)
+    app.use(prefix, guard)
+    app.get(pattern, lambda e: {"secret": True})
+    response = await call(app, "GET", path)
+    assert response.status == 401
+    assert json.loads(response.body)["message"] == "guarded"
+
+
+PREFIX_SEGMENTS = ["a", "%61", "b", "ab", "café", "caf%C3%A9", "c%2Fd", "1"]
+ROUTE_SEGMENTS = [
+    "a",
+    "%61",
+    "b",
+    "caf%C3%A9",
+    "café",
+    ":p",
+    "*",
+    ":n(\\d+)",
+    "@:m",
+    ":o?",
+    "{a}?b",
+]
+
+
+@st.composite
+def prefixes(draw: st.DrawFn) -> str:
+    segments = draw(st.lists(st.sampled_from(PREFIX_SEGMENTS), min_size=1, max_size=2))
+    return "/" + "/".join(segments) + draw(st.sampled_from(["", "/"]))
+
+
+@st.composite
+def scoped_patterns(draw: st.DrawFn) -> str:
+    if draw(st.booleans()):
+        return draw(property_patterns())
+    segments = draw(st.lists(st.sampled_from(ROUTE_SEGMENTS), max_size=3, unique=True))
+    last = draw(st.sampled_from(["", "/**", "/**:rest", "/x"]))
+    return "/" + "/".join(segments) + last
+
+
+@st.composite
+def request_paths(draw: st.DrawFn) -> str:
+    if draw(st.booleans()):
+        return draw(property_paths())
+    segments = draw(st.lists(st.sampled_from([*PREFIX_SEGMENTS, "x", "12", "@a", ""]), max_size=4))
+    return "/" + "/".join(segments)
+
+
+EXAMPLE_VALUES = {
+    ":n(\\d+)": "12",
+    "@:m": "@a",
+    ":o?": "o",
+    "{a}?b": "ab",
+    "**:rest": "r/s",
+    "**": "r",
+    ":p": "x",
+    "*": "x",
+}
+
+
+def example_path(pattern: str) -> str:
+    """One path a generated pattern matches (or a near miss for the others)."""
+    segments = pattern.rstrip("/").split("/")
+    return "/".join(EXAMPLE_VALUES.get(segment, segment) for segment in segments) or "/"
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    prefix=prefixes(),
+    table=st.lists(scoped_patterns(), min_size=1, max_size=5),
+    paths=st.lists(request_paths(), min_size=1, max_size=6),
+)
+def test_legacy_and_fast_agree_on_scopes(prefix: str, table: list[str], paths: list[str]) -> None:
+    """Differential: the same app under both executions answers the same, and
+    a scope the fast chain decided at compile time agrees with the per-request
+    test that legacy runs."""
+    layer_prefix = Layer.of(guard_before, routing_path(prefix)).prefix
+
+    async def run() -> None:
+        apps = {name: make_app(name) for name in MIDDLEWARE_EXECUTIONS.names()}
+        for app in apps.values():
+            app.use(prefix, guard_before)
+        for pattern in table:
+            outcomes = set()
+            for app in apps.values():
+                try:
+                    app.get(pattern, lambda e: {"route": e.route.pattern if e.route else None})
+                    outcomes.add("ok")
+                except ValueError:
+                    outcomes.add("refused")
+            assert len(outcomes) == 1, pattern
+        # Paths the routes do match, so that scoped routes really get requests.
+        derived = [prefix, prefix + "/x"] + [example_path(pattern) for pattern in table]
+        for path in paths + derived:
+            answers = {}
+            for name, app in apps.items():
+                response = await call(app, "GET", path)
+                answers[name] = (response.status, response.body)
+            assert len(set(answers.values())) == 1, (prefix, table, path, answers)
+            route_path = routing_path(path)
+            match = apps["legacy"].router.match("GET", route_path)
+            if match is not None:
+                relation = prefix_relation(layer_prefix, match[0].pattern)
+                applies = Layer.of(guard_before, layer_prefix).applies(route_path)
+                if relation is not None:
+                    assert relation is applies, (prefix, match[0].pattern, path)
+
+    asyncio.run(run())

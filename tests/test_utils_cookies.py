@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from h3lab.event import H3Event
-from h3lab.utils.cookies import parse_cookie_header, serialize_cookie
+from h3lab.utils.cookies import cookie_identity, parse_cookie_header, serialize_cookie
 
 COOKIE_OCTETS = "".join(
     chr(c) for c in range(0x21, 0x7F) if chr(c) not in '",;\\'
@@ -199,3 +199,49 @@ def test_event_cookie_round_trip() -> None:
     request_event = H3Event()
     request_event._raw_headers = [(b"Cookie", b'sid=s3cr3t; theme="dark"')]
     assert request_event.cookies == {"sid": "s3cr3t", "theme": "dark"}
+
+
+def test_set_cookie_replaces_same_name_domain_and_path() -> None:
+    """h3 v2: one response carries one value per (name, domain, path)."""
+    event = H3Event()
+    event.set_cookie("sid", "one")
+    event.set_cookie("theme", "dark")
+    event.set_cookie("sid", "two", httponly=True)  # same name, path "/": replaces
+    event.set_cookie("sid", "scoped", path="/admin")  # another path: kept beside
+    event.set_cookie("sid", "d1", domain=".Example.com")
+    event.set_cookie("sid", "d2", domain="example.com")  # same domain (RFC 6265)
+    event.set_cookie("sid", "nopath", path=None)  # no Path counts as "/"
+    event.delete_cookie("theme")
+    event.append_header("x-other", "kept")
+    assert event.response_headers == [
+        ("set-cookie", "sid=scoped; Path=/admin"),
+        ("set-cookie", "sid=d2; Domain=example.com; Path=/"),
+        ("set-cookie", "sid=nopath"),
+        ("set-cookie", "theme=; Max-Age=0; Path=/"),
+        ("x-other", "kept"),
+    ]
+
+
+def test_set_cookie_keeps_cookies_whose_name_only_shares_a_prefix() -> None:
+    event = H3Event()
+    event.set_cookie("sid", "a")
+    event.set_cookie("sid2", "b")
+    event.set_cookie("s", "c")
+    assert [value for _, value in event.response_headers] == [
+        "sid=a; Path=/",
+        "sid2=b; Path=/",
+        "s=c; Path=/",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("header", "identity"),
+    [
+        ("a=1; Path=/x; Domain=.EX.org", ("a", "ex.org", "/x")),
+        ("a=1", ("a", "", "/")),
+        ("a=1; path=/p; domain=ex.org; Secure", ("a", "ex.org", "/p")),
+        ("a=b=c; Path=", ("a", "", "/")),
+    ],
+)
+def test_cookie_identity(header: str, identity: tuple[str, str, str]) -> None:
+    assert cookie_identity(header) == identity

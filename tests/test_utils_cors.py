@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib
 import re
 from typing import Any
 
@@ -8,6 +9,9 @@ import pytest
 from h3lab.event import H3Event
 from h3lab.response import Response, to_response
 from h3lab.utils.cors import CorsOptions, append_cors_headers, cors, is_preflight
+
+# The module (h3lab.utils re-exports the function under the same name).
+cors_module = importlib.import_module("h3lab.utils.cors")
 
 ORIGIN = "https://a.example"
 
@@ -61,10 +65,10 @@ async def test_preflight_wildcard_answered_without_next() -> None:
     assert isinstance(result, Response)
     assert result.status == 204
     assert result.body == b""
+    # h3 v2: no Access-Control-Request-Headers, no Allow-Headers (never a bare '*').
     assert header_dict(result.headers) == {
         "access-control-allow-origin": "*",
         "access-control-allow-methods": "*",
-        "access-control-allow-headers": "*",
         "access-control-max-age": "600",
     }
 
@@ -98,16 +102,31 @@ async def test_preflight_disallowed_origin_gets_204_without_allow_headers() -> N
     assert header_dict(result.headers) == {"vary": "Origin"}
 
 
-async def test_preflight_with_credentials_never_sends_wildcards() -> None:
+async def test_preflight_with_credentials_echoes_method_and_headers() -> None:
     event = preflight_event(Access_Control_Request_Headers="authorization")
-    result, _ = await run(cors(credentials=True), event)
+    result, _ = await run(cors(origin=[ORIGIN], credentials=True), event)
     headers = header_dict(result.headers)
     assert headers["access-control-allow-origin"] == ORIGIN
     assert headers["access-control-allow-credentials"] == "true"
     assert headers["access-control-allow-methods"] == "PUT"
     assert headers["access-control-allow-headers"] == "authorization"
-    assert headers["vary"] == "Origin"
     assert "*" not in headers.values()
+
+
+async def test_credentials_with_wildcard_origin_is_a_literal_star() -> None:
+    """h3 v2: '*' is sent as is (browsers refuse it with credentials) and a
+    warning says so; the request's origin is never echoed for '*'."""
+    result, _ = await run(cors(credentials=True), preflight_event())
+    assert result.header("access-control-allow-origin") == "*"
+    event = make_event("GET", Origin=ORIGIN)
+    await run(cors(credentials=True), event)
+    headers = header_dict(event.response_headers)
+    assert headers["access-control-allow-origin"] == "*"
+    assert "access-control-expose-headers" not in headers  # '*' is useless with credentials
+    assert "vary" not in headers
+    # Warned once per process (h3 v2 warns too).
+    assert any("origin='*'" in message for message in cors_module._warned)
+    assert any("expose_headers='*'" in message for message in cors_module._warned)
 
 
 async def test_options_without_request_method_goes_downstream() -> None:
@@ -133,7 +152,10 @@ async def test_simple_request_allowed_origin_sets_headers_and_continues() -> Non
 async def test_simple_request_wildcard_has_no_vary() -> None:
     event = make_event("POST", Origin=ORIGIN)
     await run(cors(), event)
-    assert event.response_headers == [("access-control-allow-origin", "*")]
+    assert event.response_headers == [
+        ("access-control-allow-origin", "*"),
+        ("access-control-expose-headers", "*"),  # h3 v2's default
+    ]
 
 
 async def test_simple_request_disallowed_origin_continues_without_cors_headers() -> None:
@@ -149,12 +171,16 @@ async def test_request_without_origin_still_varies_for_listed_origins() -> None:
     assert event.response_headers == [("vary", "Origin")]
     plain = make_event("GET")
     await run(cors(), plain)
-    assert plain.response_headers == []
+    # The '*' policy answers the same to everyone, Origin or not (h3 v2).
+    assert header_dict(plain.response_headers) == {
+        "access-control-allow-origin": "*",
+        "access-control-expose-headers": "*",
+    }
 
 
-async def test_credentials_echo_origin_instead_of_wildcard() -> None:
+async def test_credentials_echo_a_listed_origin() -> None:
     event = make_event("GET", Origin=ORIGIN)
-    await run(cors(credentials=True), event)
+    await run(cors(origin=[ORIGIN], credentials=True), event)
     headers = header_dict(event.response_headers)
     assert headers["access-control-allow-origin"] == ORIGIN
     assert headers["access-control-allow-credentials"] == "true"
@@ -164,7 +190,7 @@ async def test_credentials_echo_origin_instead_of_wildcard() -> None:
 async def test_credentials_wildcard_never_echoes_null_origin() -> None:
     event = make_event("GET", Origin="null")
     await run(cors(credentials=True), event)
-    assert "access-control-allow-origin" not in header_dict(event.response_headers)
+    assert header_dict(event.response_headers)["access-control-allow-origin"] == "*"
     uncredentialed = make_event("GET", Origin="null")
     await run(cors(), uncredentialed)
     assert header_dict(uncredentialed.response_headers)["access-control-allow-origin"] == "*"

@@ -125,7 +125,7 @@ def add_parser(subparsers: Any) -> None:
         choices=["auto", *ENGINES],
         help="load generator (auto: wrk when installed)",
     )
-    peers.add_argument("--repetitions", type=int, default=1, help="interleaved rounds")
+    peers.add_argument("--repetitions", type=int, default=3, help="interleaved rounds (>= 3)")
     peers.add_argument("--server-cpu", type=int, default=_default_cpu(0), help="pin the servers")
     peers.add_argument("--load-cpu", type=int, default=_default_cpu(1), help="pin the load")
     _add_store_arguments(peers)

@@ -4,9 +4,11 @@ Each server (h3lab under one or more presets, and every available peer in
 ``PEERS``) is started in its own process pinned to ``server_cpu``, verified
 (status, content type, exact body, Date header) on every endpoint, then
 loaded endpoint by endpoint with the load generator pinned to ``load_cpu``
-(wrk when installed, else the aiohttp engine). Servers are interleaved
-across repetitions (A B C A B C ...) and restarted for each, so slow drift
-on a shared machine spreads over every server instead of biasing one.
+(wrk when installed, else the aiohttp engine). The servers are measured in
+``repetitions`` rounds by ``h3lab.bench.rounds.run_rounds``: interleaved,
+the order rotated each round, each server restarted every round, so slow
+drift on a shared machine spreads over every server instead of biasing one,
+and the rounds pair up for intervals.
 
 ``ratio_table`` turns the rows into "h3lab req/s / peer req/s" per endpoint
 (medians over repetitions; >1 means h3lab served more).
@@ -14,20 +16,21 @@ on a shared machine spreads over every server instead of biasing one.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import os
 import statistics
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from h3lab.bench.load import LoadResult, run_closed_loop, verify
+from h3lab.bench.rounds import QUICK_ROUNDS, Arm, ArmRun, pinned, run_rounds
 from h3lab.bench.server import ServerProcess
-from h3lab.bench.stats import interleave
 from h3lab.bench.workloads import BenchRequest
 from h3lab.bench.wrk import run_wrk, wrk_available
+
+if TYPE_CHECKING:
+    from h3lab.studies.validity import ValidityRecorder
 
 H3LAB_APP = "h3lab.bench.peer_apps.h3lab_app:create_app"
 N_USER_IDS = 100
@@ -203,20 +206,6 @@ def targets(
     return out
 
 
-@contextlib.contextmanager
-def pinned(cpu: int | None) -> Iterator[None]:
-    """Pin *this* process (the aiohttp engine) to ``cpu`` for the block."""
-    if cpu is None or not hasattr(os, "sched_setaffinity"):
-        yield
-        return
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {cpu})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, before)
-
-
 def load_once(
     url: str,
     reqs: list[BenchRequest],
@@ -269,17 +258,22 @@ def compare(
     engine: str | None = None,
     server_cpu: int | None = 0,
     load_cpu: int | None = 1,
-    repetitions: int = 1,
+    repetitions: int = QUICK_ROUNDS,
     *,
     warmup: float = 1.0,
     study: str = "bench-peers",
     run_id: str = "",
     progress: Callable[[str], None] | None = None,
+    recorder: ValidityRecorder | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every server x endpoint (x repetition); tidy rows with ``server`` and ``endpoint``.
+    """Every server x endpoint in ``repetitions`` interleaved rounds (``run_rounds``).
 
-    ``peers`` None = every available peer. A server that fails to start or to
-    verify raises (a comparison with a wrong answer in it is not a result).
+    Tidy rows with ``server``, ``endpoint``, ``arm`` and ``round``; each
+    server restarted for every round; CPU phase rows and validity checks
+    (server saturated, client headroom, machine quiet) go to ``recorder``
+    (default: the process-wide one). ``peers`` None = every available peer.
+    A server that fails to start or to verify raises (a comparison with a
+    wrong answer in it is not a result).
     """
     engine = engine or ("wrk" if wrk_available() else "aiohttp")
     if engine not in ("wrk", "aiohttp"):
@@ -288,46 +282,71 @@ def compare(
         endpoint_requests(ep)  # validates the names before anything starts
     if repetitions < 1:
         raise ValueError(f"repetitions must be >= 1, got {repetitions}")
-    rows: list[dict[str, Any]] = []
-    for target, rep in interleave(targets(peers, h3lab_presets), repetitions):
-        with target.process(server_cpu) as srv:
-            for ep in endpoints:
-                verify(srv.url, endpoint_requests(ep), require_headers=target.require_headers)
-            for ep in endpoints:
-                result = load_once(
-                    srv.url,
-                    endpoint_requests(ep),
-                    engine=engine,
-                    duration=duration,
-                    connections=connections,
-                    load_cpu=load_cpu,
-                    warmup=warmup,
+    by_name = {t.name: t for t in targets(peers, h3lab_presets)}
+
+    def measure(run: ArmRun) -> list[dict[str, Any]]:
+        target = by_name[run.arm.label]
+        srv = run.server
+        assert srv is not None
+        for ep in endpoints:
+            verify(srv.url, endpoint_requests(ep), require_headers=target.require_headers)
+        out: list[dict[str, Any]] = []
+        for ep in endpoints:
+            reqs = endpoint_requests(ep)
+            if warmup > 0:
+                load_once(srv.url, reqs, engine=engine, duration=warmup, connections=connections,
+                          load_cpu=run.load_cpu, warmup=0.0)  # fmt: skip
+            with run.phase(f"closed {ep}", saturating=True):
+                result = load_once(srv.url, reqs, engine=engine, duration=duration,
+                                   connections=connections, load_cpu=run.load_cpu, warmup=0.0)  # fmt: skip
+            extra = {
+                "server": target.name,
+                "endpoint": ep,
+                "server_cpu": run.server_cpu,
+                "load_cpu": run.load_cpu,
+            }
+            out += result.rows(
+                study, run_id, target.config_cols(), repetition=run.round, extra=extra
+            )
+            if progress is not None:
+                progress(
+                    f"{study} | {target.name} | round {run.round + 1}/{repetitions} | {ep}: "
+                    f"{result.throughput_rps:.0f} req/s"
                 )
-                extra = {
-                    "server": target.name,
-                    "endpoint": ep,
-                    "server_cpu": server_cpu,
-                    "load_cpu": load_cpu,
-                }
-                rows += result.rows(
-                    study, run_id, target.config_cols(), repetition=rep, extra=extra
-                )
-                if progress is not None:
-                    progress(f"{target.name} {ep} #{rep}: {result.throughput_rps:.0f} req/s")
-        rows += srv.samples_rows(
-            study, run_id, target.config_cols(), repetition=rep, extra={"server": target.name}
+        out += srv.samples_rows(
+            study, run_id, target.config_cols(), repetition=run.round, extra={"server": target.name}
         )
-    return rows
+        for row in run.rows:
+            row["server"] = target.name
+        return out
+
+    arms = [
+        Arm(t.name, server=None, start=lambda cpu, t=t: t.process(cpu), columns={"server": t.name})
+        for t in by_name.values()
+    ]
+    result = run_rounds(
+        arms,
+        rounds=repetitions,
+        measure=measure,
+        progress=None,
+        server_cpu=server_cpu,
+        load_cpu=load_cpu,
+        recorder=recorder,
+    )
+    return result.rows
 
 
 def ratio_table(
     rows: Sequence[dict[str, Any]], reference: str | None = None
 ) -> list[dict[str, Any]]:
-    """Per endpoint and server: median req/s over repetitions and ``reference / server``.
+    """Per endpoint and server: median req/s over rounds and ``reference / server``.
 
     ``reference`` defaults to the first server whose name starts with
-    ``h3lab``. A ratio above 1 means the reference served more requests per
-    second than that server.
+    ``h3lab`` (the first preset given, never the best-measured one). A ratio
+    above 1 means the reference served more requests per second than that
+    server; ``ratio_lo``/``ratio_hi`` is its paired interval over the rounds
+    (geometric mean of per-round ratios) and ``significant`` whether it
+    excludes 1.
     """
     rps: dict[tuple[str, str], list[float]] = {}
     order: list[str] = []
@@ -340,6 +359,7 @@ def ratio_table(
             order.append(row["server"])
     if reference is None:
         reference = next((s for s in order if s.startswith("h3lab")), None)
+    by_round = _by_round(rows)
     out = []
     endpoints = list(dict.fromkeys(ep for ep, _ in rps))
     for ep in endpoints:
@@ -359,20 +379,56 @@ def ratio_table(
                     "min": min(values),
                     "max": max(values),
                     "ratio": (ref_median / med) if ref_median is not None and med > 0 else None,
+                    **_paired_ratio(by_round, ep, reference, server),
                 }
             )
     return out
 
 
+def _by_round(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str], dict[int, float]]:
+    out: dict[tuple[str, str], dict[int, float]] = {}
+    for row in rows:
+        if row.get("metric") != "throughput_rps" or row.get("endpoint") is None:
+            continue
+        rnd = row.get("round", row.get("repetition"))
+        if rnd is not None:
+            out.setdefault((row["endpoint"], row["server"]), {})[int(rnd)] = float(row["value"])
+    return out
+
+
+def _paired_ratio(
+    by_round: dict[tuple[str, str], dict[int, float]], ep: str, reference: str | None, server: str
+) -> dict[str, Any]:
+    """``ratio_lo``/``ratio_hi``/``significant``: paired over the rounds both were measured
+    in (``h3lab.studies.stats.paired_comparison``; None without two rounds or scipy)."""
+    empty: dict[str, Any] = {"ratio_lo": None, "ratio_hi": None, "significant": None}
+    if reference is None or server == reference:
+        return empty
+    ref, other = by_round.get((ep, reference), {}), by_round.get((ep, server), {})
+    common = sorted(set(ref) & set(other))
+    if len(common) < 2:
+        return empty
+    try:
+        from h3lab.studies.stats import paired_comparison
+    except ImportError:  # pragma: no cover - scipy is in the studies extra
+        return empty
+    c = paired_comparison(
+        [other[r] for r in common], [ref[r] for r in common], higher_is_better=True
+    )
+    return {"ratio_lo": c.lo, "ratio_hi": c.hi, "significant": c.significant}
+
+
 def format_ratio_table(table: Sequence[dict[str, Any]], reference: str = "h3lab") -> str:
     """A plain-text table: endpoint, server, req/s (median, min-max), reference ratio."""
-    header = f"{'endpoint':<10} {'server':<22} {'req/s':>10} {'min..max':>19} {'n':>2} {reference + ' x':>10}"
+    header = f"{'endpoint':<10} {'server':<22} {'req/s':>10} {'min..max':>19} {'n':>2} {reference + ' x [interval]':>24}"
     lines = [header, "-" * len(header)]
     for r in table:
         ratio = f"{r['ratio']:.2f}" if r["ratio"] is not None else "-"
+        if r.get("ratio_lo") is not None:
+            ratio += f" [{r['ratio_lo']:.2f}, {r['ratio_hi']:.2f}]"
         span = f"{r['min']:.0f}..{r['max']:.0f}"
         lines.append(
-            f"{r['endpoint']:<10} {r['server']:<22} {r['rps']:>10.0f} {span:>19} {r['n']:>2} {ratio:>10}"
+            f"{r['endpoint']:<10} {r['server']:<22} {r['rps']:>10.0f} {span:>19} {r['n']:>2} {ratio:>24}"
         )
     return "\n".join(lines)
 
@@ -389,6 +445,7 @@ __all__ = [
     "format_ratio_table",
     "load_once",
     "missing_modules",
+    "pinned",
     "ratio_table",
     "targets",
 ]

@@ -7,7 +7,8 @@ interleaved run order that spreads slow drift (thermal, other tenants) over
 every configuration instead of penalising whichever ran last.
 
 Pure standard library: importable from the server process and from tests
-without numpy or pandas.
+without numpy or pandas. Comparisons between arms (paired intervals, Holm,
+equivalence tests, the ratio wording) live in ``h3lab.studies.stats``.
 """
 
 from __future__ import annotations
@@ -137,10 +138,13 @@ def stability_warnings(values: Sequence[float]) -> list[str]:
 
 
 def interleave(configs: Sequence[T], repetitions: int) -> list[tuple[T, int]]:
-    """``[(A, 0), (B, 0), (C, 0), (A, 1), ...]``: every config once per round."""
+    """``[(A, 0), (B, 0), (C, 0), (B, 1), (C, 1), (A, 1), ...]``: every config once per
+    round, round ``r`` starting at config ``r mod k`` (as ``h3lab.bench.rounds`` does), so
+    no config always runs first, right after the warm-up, or after the same neighbour."""
     if repetitions < 0:
         raise ValueError(f"repetitions must be >= 0, got {repetitions}")
-    return [(config, rep) for rep in range(repetitions) for config in configs]
+    k = len(configs)
+    return [(configs[(i + rep) % k], rep) for rep in range(repetitions) for i in range(k)]
 
 
 def median(values: Sequence[float]) -> float:

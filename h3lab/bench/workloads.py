@@ -373,7 +373,7 @@ class _TableBuilder:
                 segments[i] = ":" + name
             elif dyn_kind == "wildcard":
                 segments[i] = "*"
-                name = f"_{len(dynamic)}"
+                name = str(len(dynamic))  # rou3 names unnamed params "0", "1"
             else:
                 name = "path"
                 segments[i] = "**:" + name

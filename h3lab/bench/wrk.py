@@ -8,7 +8,8 @@ Debian ships wrk 4.1.0, not wrk2 (whose ``-R`` rate would fix this).
 
 A generated Lua script feeds the workload's paths round-robin, pipelines
 ``depth`` requests per write when asked (TechEmpower's ``pipeline.lua``
-technique), and prints one machine-readable ``H3LAB_WRK {...}`` JSON line
+technique, with ``lcm(paths, depth) / depth`` batches so that every path is
+sent equally often), and prints one machine-readable ``H3LAB_WRK {...}`` JSON line
 from ``done()`` with exact counters and percentiles in microseconds. The
 text report is parsed too (and is the fallback when that line is missing);
 ``parse_wrk_output`` accepts either.
@@ -77,8 +78,15 @@ init = function(args)
     for k, p in ipairs(list) do batches[k] = wrk.format(nil, p) end
     n = #batches
   else
-    -- enough batches of `depth` requests to cycle through every path
-    local count = math.ceil(#list / depth)
+    -- lcm(#list, depth) / depth batches of `depth` requests: the batches then
+    -- end exactly where the path list does, so every path is sent equally
+    -- often (ceil(#list / depth) batches would wrap the last one back to the
+    -- first paths, e.g. /a at 50% of three paths at depth 2).
+    local function gcd(a, b)
+      while b ~= 0 do a, b = b, a % b end
+      return a
+    end
+    local count = #list / gcd(#list, depth)  -- = lcm(#list, depth) / depth
     local k = 0
     for b = 1, count do
       local r = {}

@@ -2,16 +2,26 @@
 
 Theory of operation
 -------------------
-``increment(h)`` records one access of the key whose ``hash()`` is ``h``;
-``estimate(h)`` returns how often it was seen recently, possibly more (counts
-only ever collide upwards), never less -- until aging halves everything.
+``increment(h)`` records one access of the key whose ``stable_hash()`` is
+``h``; ``estimate(h)`` returns how often it was seen recently, possibly more
+(counts only ever collide upwards), never less -- until aging halves everything.
+
+Hash. ``stable_hash(key)``, not Python's ``hash()``: ``hash()`` of a ``str``
+is salted per process (``PYTHONHASHSEED``), so which keys collide in the
+sketch -- and with it W-TinyLFU's admissions and hit ratio -- changed from
+one process to the next (0.575-0.576 and 0.751-0.754 across three processes
+on one trace). ``stable_hash`` is CRC-32 (zlib, in C) of the key's UTF-8
+bytes spread over 64 bits by a multiplication with an odd constant (the
+golden-ratio one of Fibonacci hashing), so a run is reproducible anywhere.
+An attacker who knows it could aim collisions at the sketch; the
+``seed`` argument (CRC's initial value) makes the hash unpredictable where
+that matters, at the cost of reproducibility.
 
 Probes. Everything is derived from the one hash with cheap arithmetic on
 small ints (under 2**30, CPython's one-digit fast path): ``base`` is the low 27
-bits, ``step`` the signed top 27 bits (``h >> 37``), made odd so that the
-probes ``base + k * step`` of one key never coincide in a power-of-two table
-(negative probes are fine: ``& mask`` reduces them modulo the table size).
-Nothing is hashed twice: Python already spent its hash on the key.
+bits, ``step`` the top 27 bits (``h >> 37``), made odd so that the probes
+``base + k * step`` of one key never coincide in a power-of-two table
+(``& mask`` reduces them modulo the table size).
 
 Doorkeeper. A blocked bloom filter that absorbs the first access of every key:
 most keys of a scan or a long tail are seen once, and keeping them out of the
@@ -37,6 +47,7 @@ doorkeeper, each rounded up to a power of two.
 from __future__ import annotations
 
 import sys
+from zlib import crc32
 
 COUNTER_MAX = 15
 SAMPLE_FACTOR = 10  # accesses per aging period, per unit of capacity
@@ -47,6 +58,35 @@ _HALVE = bytes(value >> 1 for value in range(256))
 # The doorkeeper bits of a key inside its byte, by a 6-bit selector (1/8 of
 # the selectors name the same bit twice: those keys own a single bit).
 _DOOR_FLAGS = bytes((1 << (selector & 7)) | (1 << (selector >> 3)) for selector in range(64))
+
+
+_GOLDEN = 0x9E3779B97F4A7C15  # 2**64 / phi, odd: a bijection modulo 2**64
+_MASK64 = (1 << 64) - 1
+
+
+def _key_bytes(key: object) -> bytes:
+    if type(key) is str:
+        return key.encode("utf-8", "surrogatepass")
+    if type(key) is bytes:
+        return key
+    if type(key) is tuple:
+        return b"\0".join(_key_bytes(part) for part in key)
+    return repr(key).encode("utf-8", "surrogatepass")
+
+
+def stable_hash(key: object, seed: int = 0) -> int:
+    """A 64-bit hash of ``key`` that is the same in every process (see the module doc).
+
+    Route keys ``(method, path)`` take a fast path: CRC-32 of
+    ``"method\0path"``, the same bytes the general path hashes. Other keys
+    hash their UTF-8 bytes (tuples joined by NUL; anything else by its
+    ``repr``).
+    """
+    if type(key) is tuple and len(key) == 2 and type(key[0]) is str and type(key[1]) is str:
+        c = crc32(f"{key[0]}\0{key[1]}".encode("utf-8", "surrogatepass"), seed)
+    else:
+        c = crc32(_key_bytes(key), seed)
+    return ((c + 1) * _GOLDEN) & _MASK64
 
 
 def _pow2_at_least(n: int) -> int:
@@ -70,7 +110,7 @@ class FrequencySketch:
         self.resets = 0
 
     def increment(self, h: int) -> None:
-        """Count one access of the key hashing to ``h``."""
+        """Count one access of the key whose ``stable_hash`` is ``h``."""
         base = h & _LOW27
         step = (h >> 37) | 1
         door = self._door

@@ -53,13 +53,14 @@ are rejected at admission; the hot set in probation and protected is
 untouched. LRU, by contrast, admits the scan and loses the whole hot set once
 the scan is longer than the capacity.
 
-Costs, honestly (CPython 3.11, pure Python): every ``get`` pays ``hash(key)``
+Costs, honestly (CPython 3.11, pure Python): every ``get`` pays ``stable_hash(key)``
+(CRC-32 of the key's bytes: reproducible across processes, unlike ``hash``)
 and a sketch increment (a doorkeeper byte test and, from a key's second
 access on, four saturating counter updates: ~0.3 us by itself) on top of one
 to three ``OrderedDict`` lookups. Measured at capacity 1024 on the dev box: a
 hit ~0.55 us for a protected key, ~0.8 us averaged over all resident keys
 (some promote from probation), a miss ~0.55 us; LRU's hit is ~0.1 us. A
-``put`` that overflows the window adds two ``hash`` calls and two estimates:
+``put`` that overflows the window adds two ``stable_hash`` calls and two estimates:
 ~1.5 us. Memory adds the sketch: 26 to 52 bytes per unit of capacity
 (power-of-two rounding).
 
@@ -75,7 +76,7 @@ from typing import Any, ClassVar
 
 from h3lab.cache.base import Key
 from h3lab.cache.none import MISSING, base_stats, checked_capacity, keys_bytes, route_key_error
-from h3lab.cache.sketch import FrequencySketch
+from h3lab.cache.sketch import FrequencySketch, stable_hash
 
 WINDOW_FRACTION = 0.01
 PROTECTED_FRACTION = 0.8
@@ -117,7 +118,7 @@ class WTinyLFURouteCache:
         self.rejections = 0
 
     def get(self, key: Key) -> Any | None:
-        self._sketch.increment(hash(key))
+        self._sketch.increment(stable_hash(key))
         # Protected first: in steady state it holds most of the hits.
         protected = self._protected
         value = protected.get(key, MISSING)
@@ -181,7 +182,7 @@ class WTinyLFURouteCache:
             return  # capacity 1: no main area, the candidate just leaves
         victim = next(iter(probation))
         sketch = self._sketch
-        if sketch.estimate(hash(candidate)) > sketch.estimate(hash(victim)):
+        if sketch.estimate(stable_hash(candidate)) > sketch.estimate(stable_hash(victim)):
             del probation[victim]
             probation[candidate] = value
         else:

@@ -2,31 +2,50 @@
 
 Theory of operation
 -------------------
-A *route* is a method (or ``"*"`` for any method) plus a pattern of
-``/``-separated segments, each one of:
+A *route* is a method (or ``"*"`` for any method) plus a pattern in rou3's
+syntax (h3 v2's router), parsed once by ``h3lab.routing.pattern``:
 
-=========  ==========================================  ==========================
-segment    matches                                      params
-=========  ==========================================  ==========================
-``users``  exactly that text                            -
-``:id``    exactly one non-empty segment                ``{"id": ...}``
-``*``      exactly one non-empty segment                ``{"_0": ...}``, ``_1``...
-``**:n``   one or more segments (last segment only)     ``{"n": "a/b"}``
-``**``     zero or more segments (last segment only)    ``{"_": "a/b"}`` (``""`` for 0)
-=========  ==========================================  ==========================
+===========================  ====================================  =========================
+pattern                      matches                               params
+===========================  ====================================  =========================
+``/users``                   exactly that text                     -
+``/users/:id``               one non-empty segment                 ``{"id": ...}``
+``/files/*``                 one segment (may be empty); a         ``{"0": ...}``, ``"1"``...
+                             trailing ``*`` also a missing one     (none when missing)
+``/users/:id(\\d+)``          one segment the regex fullmatches     ``{"id": "123"}``
+``/path/(\\d+)``              same, unnamed                         ``{"0": "123"}``
+``/npm/@:p1``, ``/:a.:b``    text mixed with params in a segment   ``{"p1": ...}``
+``/assets/*.png``            ``*`` inside a segment: any text      ``{"0": "logo"}``
+``/users/:id?``              with or without that segment          ``{"id": ...}`` or ``{}``
+``/files/:path+``            one or more segments (last only)      ``{"path": "a/b"}``
+``/files/:path*``            zero or more segments (last only)     ``{"path": "a/b"}`` or ``{}``
+``/book{s}?``, ``{-:t}?``    a non-capturing optional group        its params when present
+``/static\\:x/\\*``            a literal ``:`` or ``*`` (``\\``)      -
+``/a/**:rest``               one or more segments (last only)      ``{"rest": "a/b"}``
+``/a/**``                    zero or more segments (last only)     ``{"_": "a/b"}`` (``""``)
+===========================  ====================================  =========================
 
-Priority is that of rou3 (unjs/h3 v2): at each segment try static, then
-``:param``, then ``*``, then ``**:name``, then ``**``, and backtrack when a
-branch dead-ends, so it never depends on registration order. At the end of a
-branch a route for the exact method wins over an any-method (``"*"``) route of
-the same shape. Two routes with the same method and the same *shape*
-(``/a/:x`` and ``/a/:y``) are a registration error, so no tie is ever left to
-chance and all strategies give identical answers.
+Optional parts expand into plain *variants* at registration (``/u/:id?`` is
+``/u/:id`` and ``/u``), exactly as rou3 does. Anything else (a stray ``?``, a
+``:`` that names nothing, an unbalanced ``(`` or ``{``, a bad regex, ``**``
+before the end, a repeat modifier on a regex param or group) is a
+``ValueError`` naming the pattern and the part.
+
+Priority is rou3's: a depth-first walk that at each segment tries the static
+child, then the one-segment kinds (``:name``, ``*``, regex and mixed segments
+share one node), then the wildcards, backtracking when a branch dead-ends;
+when the path ends, routes ending there, then a missing trailing ``*``, then
+``**``. Among the routes ending at one node: the request method's if it has
+any there, else the any-method ones (a failing method route does not fall
+back to ``"*"``); of those that fully match, the most specific (one point per
+regex or mixed segment, one more for a required last param) wins, ties go to
+the first registered. Registering a route whose every variant duplicates an
+earlier one of the same method (names aside) is an error: it could never win.
 
 Paths handed to ``Router.match`` are *routing paths* (see ``routing_path``):
-one trailing slash removed, and every percent-escape decoded except ``%2F``
-and ``%25``, so an encoded slash inside a param stays a character of that
-param. Params are returned fully decoded (``unquote`` once).
+up to two trailing slashes removed, and every percent-escape decoded except
+``%2F``, ``%5C`` and ``%25``. Params are decoded once more, keeping an encoded
+``/`` or ``\\`` encoded, so a param never gains a separator from decoding.
 """
 
 from __future__ import annotations

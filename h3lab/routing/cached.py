@@ -55,9 +55,10 @@ class CachedRouter:
 
     def add(self, route: Route) -> None:
         self.router.add(route)  # validates (bad pattern, duplicate) before we record it
-        static_path = parse_pattern(route.pattern).static_path
-        if static_path is not None:
-            self._static.setdefault(static_path, {})[route.method] = route
+        for variant in parse_pattern(route.pattern):
+            if variant.static_path is not None:
+                # setdefault: an earlier route keeps an overlapping variant.
+                self._static.setdefault(variant.static_path, {}).setdefault(route.method, route)
         self.cache.clear()
 
     def match(self, method: str, path: str) -> Match | None:

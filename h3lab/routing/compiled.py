@@ -8,10 +8,14 @@ same tree, the same duplicate checks. What differs is the lookup. On the first
 Python source of a single ``find(method, path)`` function, which is
 ``compile()``d and ``exec``'d once; ``finder_src`` shows it. The function is
 the tree walk unrolled: one nested ``if`` block per node, in the walk's order
-(static child, ``:param``, ``*``, ``**:name``, ``**``), and a leaf is a chain
-of ``if method == ...: return route, {params}``. Backtracking needs no code:
-a branch that fails simply falls out of its ``if`` block into the next
-alternative. The generated code for a table looks like::
+(static child, dynamic child, wildcard leaf; at the end of the path the
+routes ending there, a missing last ``*``, then ``**``), and a leaf is a chain
+of ``if method == ...: ... elif ...: ... else: <"*" routes>``. Backtracking
+needs no code: a branch that fails simply falls out of its ``if`` block into
+the next alternative. A leaf holding one plain route per method is inlined; a
+leaf with regex segments or several same-shape routes calls the trie's own
+selection (``_pick``), so both strategies share one definition of it. The
+generated code for a table looks like::
 
     def find(method, path):
         parts = path.split("/")
@@ -21,10 +25,10 @@ alternative. The generated code for a table looks like::
             if s1 == 'users':
                 if n > 2:
                     s2 = parts[2]
-                    if s2:
-                        if n == 3:
-                            if method == 'GET':
-                                return R3, {'id': (s2 if '%' not in s2 else _unquote(s2))}
+                    if n == 3:
+                        if method == 'GET':
+                            if s2:
+                                return R3, {'id': (s2 if "%" not in s2 else _decode(s2))}
 
 Adding a route drops the function; a ``threading.Lock`` makes sure that
 concurrent first requests compile it once.
@@ -35,11 +39,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from typing import Any, ClassVar
-from urllib.parse import unquote
 
 from h3lab.routing.base import ANY_METHOD, Match, Route
-from h3lab.routing.pattern import decode_param
-from h3lab.routing.trie import Leaf, Node, TrieRouter
+from h3lab.routing.pattern import NAMED_REST, REST, REST_PARAM, decode_param
+from h3lab.routing.trie import NONEMPTY_REST, Entry, Leaf, Node, TrieRouter, pick
 
 Finder = Callable[[str, str], "Match | None"]
 
@@ -69,7 +72,7 @@ class _FinderBuilder:
         self.max_nesting = max_nesting
         # PERF: routes and tables are globals of the generated module, bound to
         # short names, so the code refers to them as constants, not attributes.
-        self.namespace: dict[str, Any] = {"_unquote": unquote, "_decode": decode_param}
+        self.namespace: dict[str, Any] = {"_decode": decode_param, "_pick": pick}
         self.functions: list[list[str]] = []
 
     def constant(self, prefix: str, value: Any) -> str:
@@ -103,30 +106,28 @@ class _FinderBuilder:
             self.node_function(node, i, out, depth)
             return
         pad = "    " * depth
-        if node.leaf is not None or node.rest is not None:
+        dyn_leaf = node.dyn.leaf if node.dyn is not None else None
+        if node.leaf is not None or dyn_leaf is not None or node.wild is not None:
+            # The path ends here: routes ending at this node, then a missing
+            # last `*`, then `**` with zero segments (see TrieRouter).
             out.append(f"{pad}if n == {i}:")
-            self.leaf(node.leaf, out, depth + 1, scope, rest_value='""')
-            if node.leaf is None or ANY_METHOD not in node.leaf:  # else unreachable
-                self.leaf(node.rest, out, depth + 1, scope, rest_value='""')
+            before = len(out)
+            self.leaf(node.leaf, out, depth + 1, scope, i, optional_only=False)
+            self.leaf(dyn_leaf, out, depth + 1, scope, i, optional_only=True)
+            self.leaf(node.wild, out, depth + 1, scope, i, optional_only=True)
+            if len(out) == before:
+                out.append(f"{pad}    pass")
         if not node.static and not node.branches:
             return
         out.append(f"{pad}if n > {i}:")
         depth += 1
         pad = "    " * depth
-        if node.static or node.param or node.star or node.named_rest:  # else unused
-            out.append(f"{pad}s{i} = parts[{i}]")
-            scope = scope | {i}
+        out.append(f"{pad}s{i} = parts[{i}]")
+        scope = scope | {i}
         self.static_children(node, i, out, depth, scope)
-        if node.param is not None or node.star is not None:
-            out.append(f"{pad}if s{i}:  # ':param' and '*' need a non-empty segment")
-            for child in (node.param, node.star):
-                if child is not None:
-                    self.node(child, i + 1, out, depth + 1, scope)
-        rest_value = f'_decode("/".join(parts[{i}:]))'
-        if node.named_rest is not None:
-            out.append(f"{pad}if s{i} or n > {i + 1}:  # '**:name' needs some text")
-            self.leaf(node.named_rest, out, depth + 1, scope, rest_value)
-        self.leaf(node.rest, out, depth, scope, rest_value)
+        if node.dyn is not None:
+            self.node(node.dyn, i + 1, out, depth, scope)
+        self.leaf(node.wild, out, depth, scope, None, optional_only=False)
 
     def static_children(
         self, node: Node, i: int, out: list[str], depth: int, scope: frozenset[int]
@@ -177,33 +178,80 @@ class _FinderBuilder:
         out: list[str],
         depth: int,
         scope: frozenset[int],
-        rest_value: str,
+        end: int | None,
+        optional_only: bool,
     ) -> None:
-        """Return the leaf's route for the exact method, else its ``"*"`` route."""
+        """rou3's choice at a leaf: the method's entries if it has any, else
+        its ``"*"`` entries (a failing method entry never falls back to "*")."""
         if leaf is None:
             return
         pad = "    " * depth
-        ordered = sorted(leaf.items(), key=lambda item: item[0] == ANY_METHOD)
-        for method, (route, captures) in ordered:
-            result = f"{self.constant('R', route)}, {self.params(captures, scope, rest_value)}"
+        keyword = "if"
+        for method, entries in leaf.items():
             if method == ANY_METHOD:
-                out.append(f"{pad}return {result}")
+                continue
+            out.append(f"{pad}{keyword} method == {method!r}:")
+            self.entries(leaf, entries, out, depth + 1, scope, end, optional_only)
+            keyword = "elif"
+        if ANY_METHOD in leaf:
+            if keyword == "elif":
+                out.append(f"{pad}else:")
+                depth += 1
+            self.entries(leaf, leaf[ANY_METHOD], out, depth, scope, end, optional_only)
+
+    def entries(
+        self,
+        leaf: Leaf,
+        entries: list[Entry],
+        out: list[str],
+        depth: int,
+        scope: frozenset[int],
+        end: int | None,
+        optional_only: bool,
+    ) -> None:
+        pad = "    " * depth
+        candidates = [entry for entry in entries if entry.optional or not optional_only]
+        if not candidates:
+            out.append(f"{pad}pass  # no route here takes a missing segment")
+            return
+        entry = candidates[0]
+        if len(candidates) > 1 or any(
+            check not in (None, NONEMPTY_REST) for _, check in entry.checks
+        ):
+            # Several candidates or a regex segment: the trie's own selection.
+            name = self.constant("L", leaf)
+            out.append(f"{pad}hit = _pick({name}, method, parts, n, {optional_only})")
+            out.append(f"{pad}if hit is not None:")
+            out.append(f"{pad}    return hit")
+            return
+        conditions = []
+        for index, check in entry.checks:
+            segment = f"s{index}" if index in scope else f"parts[{index}]"
+            if check is None:
+                conditions.append(segment)
             else:
-                out.append(f"{pad}if method == {method!r}:")
-                out.append(f"{pad}    return {result}")
+                conditions.append(f"(n > {index + 1} or {segment})")
+        result = f"return {self.constant('R', entry.route)}, {self.params(entry, scope, end)}"
+        if conditions:
+            out.append(f"{pad}if {' and '.join(conditions)}:")
+            out.append(f"{pad}    {result}")
+        else:
+            out.append(f"{pad}{result}")
 
     @staticmethod
-    def params(
-        captures: tuple[tuple[str, int, bool], ...], scope: frozenset[int], rest_value: str
-    ) -> str:
+    def params(entry: Entry, scope: frozenset[int], end: int | None) -> str:
         # PERF: a dict display with constant keys, built only for the chosen
         # route; a value is decoded only when it holds a '%'.
         items = []
-        for name, index, rest in captures:
-            if rest:
-                value = rest_value
+        for kind, name, index, _, _ in entry.captures:
+            if end is not None and index >= end:  # a missing last `*` or `**`
+                if kind == REST:
+                    items.append(f"{REST_PARAM!r}: ''")
+                continue
+            if kind >= NAMED_REST:
+                value = f'_decode("/".join(parts[{index}:]))'
             elif index in scope:
-                value = f'(s{index} if "%" not in s{index} else _unquote(s{index}))'
+                value = f'(s{index} if "%" not in s{index} else _decode(s{index}))'
             else:
                 value = f"_decode(parts[{index}])"
             items.append(f"{name!r}: {value}")

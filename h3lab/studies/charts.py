@@ -7,11 +7,18 @@
   ``analysis``), so a chart never embeds raw samples; the 5,000-row guard of
   Altair is lifted anyway (``setup``) so a larger frame can never break a
   figure -- it would only make it heavier.
+* One fixed colour per strategy and preset name (``COLORS``), the same in
+  every figure of every study: ``color_scale`` builds the scale from it.
+* Ratios are drawn on a log axis with their intervals and a reference line at
+  1.0 (``ratio_chart``); one axis never mixes units.
 * Charts are interactive in JupyterLab (tooltips; clicking a legend entry
-  highlights that strategy) and static when exported: ``save_chart`` writes
-  PNG (144 ppi) and SVG. Under the study runner (``H3LAB_STUDY_RUN=1``)
-  ``show`` displays the PNG instead of the live chart, so executed notebooks
-  and their HTML need no JavaScript from a CDN.
+  highlights that strategy) and render *offline*: ``setup`` selects Altair's
+  HTML renderer with the ``inline`` template, which embeds vega, vega-lite and
+  vega-embed (bundled by vl-convert) instead of loading them from a CDN, so the
+  live chart works without a network in the lab and in exported HTML. Exported
+  figures: ``save_chart`` writes PNG (144 ppi) and SVG, captioned with the
+  run's provenance. Under the study runner (``H3LAB_STUDY_RUN=1``) ``show``
+  displays the PNG instead of the live chart (smaller notebooks).
 """
 
 from __future__ import annotations
@@ -23,51 +30,32 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from h3lab.studies.theme import (  # noqa: F401 - re-exported: charts.COLORS, charts.PALETTE...
+    COLORS,
+    FONT,
+    HEIGHT,
+    PALETTE,
+    PPI,
+    THEME,
+    WIDTH,
+    color_for,
+    color_scale,
+    theme_config,
+)
+
 if TYPE_CHECKING:
     import altair as alt
     import pandas as pd
 
-THEME = "h3lab"
-FONT = "Liberation Sans"
-WIDTH = 320
-HEIGHT = 220
-PPI = 144
-# Okabe-Ito: distinguishable with the common colour-vision deficiencies.
-PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
-
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def theme_config() -> dict[str, Any]:
-    return {
-        "config": {
-            "font": FONT,
-            "view": {"continuousWidth": WIDTH, "continuousHeight": HEIGHT, "stroke": "#ddd"},
-            "title": {"font": FONT, "fontSize": 14, "anchor": "start", "subtitleColor": "#555"},
-            "axis": {
-                "labelFont": FONT,
-                "titleFont": FONT,
-                "labelFontSize": 11,
-                "titleFontSize": 12,
-                "gridColor": "#eee",
-            },
-            "legend": {
-                "labelFont": FONT,
-                "titleFont": FONT,
-                "labelFontSize": 11,
-                "titleFontSize": 12,
-            },
-            "header": {
-                "labelFont": FONT,
-                "titleFont": FONT,
-                "labelFontSize": 12,
-                "titleFontSize": 12,
-            },
-            "range": {"category": PALETTE},
-            "line": {"strokeWidth": 2},
-            "point": {"size": 40, "filled": True},
-        }
-    }
+def color_enc(frame: pd.DataFrame, field: str, title: str | None = None) -> Any:
+    """``alt.Color`` for ``field`` with the fixed colours of the names in ``frame``."""
+    import altair as alt
+
+    values = frame[field].astype(str).unique() if field in frame.columns else []
+    return alt.Color(f"{field}:N", title=title or field, scale=color_scale(values))
 
 
 def setup() -> None:
@@ -77,6 +65,8 @@ def setup() -> None:
     if THEME not in alt.theme.names():
         alt.theme.register(THEME, enable=False)(lambda: alt.theme.ThemeConfig(theme_config()))  # type: ignore[arg-type]
     alt.theme.enable(THEME)
+    # Offline: vega, vega-lite and vega-embed inlined from vl-convert's bundle (no CDN).
+    alt.renderers.enable("html", template="inline")
     # Charts are built from aggregated frames; this only guarantees that a
     # bigger one (a long time series) still renders instead of raising.
     alt.data_transformers.disable_max_rows()
@@ -89,14 +79,36 @@ def study_run_mode() -> bool:
 # -- export and display ---------------------------------------------------------------
 
 
-def save_chart(chart: alt.TopLevelMixin, figures_dir: str | Path, name: str) -> dict[str, Path]:
-    """Write ``<name>.png`` (144 ppi) and ``<name>.svg`` into ``figures_dir``; their paths."""
+def with_caption(spec: dict[str, Any], caption: str | None) -> dict[str, Any]:
+    """The spec with ``caption`` (e.g. run id, commit, machine) as the title's last subtitle line."""
+    if not caption:
+        return spec
+    title = spec.get("title")
+    if title is None:
+        spec["title"] = {"text": "", "subtitle": caption}
+    elif isinstance(title, str | list):
+        spec["title"] = {"text": title, "subtitle": caption}
+    elif isinstance(title, dict):
+        sub = title.get("subtitle")
+        lines = [] if sub is None else [sub] if isinstance(sub, str) else list(sub)
+        title["subtitle"] = [*lines, caption]
+    spec["title"].setdefault("subtitleFontSize", 10)
+    return spec
+
+
+def save_chart(
+    chart: alt.TopLevelMixin, figures_dir: str | Path, name: str, caption: str | None = None
+) -> dict[str, Path]:
+    """Write ``<name>.png`` (144 ppi) and ``<name>.svg`` into ``figures_dir``; their paths.
+
+    ``caption`` (the run's provenance: run id, commit, machine) goes under the title.
+    """
     import vl_convert as vlc
 
     figures = Path(figures_dir)
     figures.mkdir(parents=True, exist_ok=True)
     stem = _SAFE_NAME.sub("_", name).strip("_") or "figure"
-    spec = chart.to_dict()
+    spec = with_caption(chart.to_dict(), caption)
     png = figures / f"{stem}.png"
     svg = figures / f"{stem}.svg"
     # vl-convert directly (not chart.save): one conversion per format, same spec, and
@@ -245,9 +257,7 @@ def line_with_errorbars(
         scale=_scale(log_x) if x_type == "Q" else alt.Undefined,
     )
     tips = _tooltips(frame, [color, x, y, lo or "", hi or "", "n", *tooltip])
-    base = alt.Chart(frame).encode(
-        x=x_enc, color=alt.Color(_field(color, "N"), title=color), opacity=opacity
-    )
+    base = alt.Chart(frame).encode(x=x_enc, color=color_enc(frame, color), opacity=opacity)
     lines = base.mark_line(point=True).encode(
         y=alt.Y(_field(y, "Q"), title=y_title or y, scale=_scale(log_y)), tooltip=tips
     )
@@ -294,7 +304,7 @@ def bars(
     tips = _tooltips(frame, [x, color, y, lo or "", hi or "", "n", *tooltip])
     enc: dict[str, Any] = {
         "x": alt.X(_field(x, "N"), title=x_title or x),
-        "color": alt.Color(_field(color, "N"), title=color),
+        "color": color_enc(frame, color),
         "opacity": opacity,
     }
     if color != x:
@@ -350,7 +360,7 @@ def time_series(
         .encode(
             x=alt.X(_field(x, "Q"), title=x_title),
             y=alt.Y(_field(y, "Q"), title=y_title or y, scale=_scale(log_y)),
-            color=alt.Color(_field(color, "N"), title=color),
+            color=color_enc(frame, color),
             opacity=opacity,
             tooltip=_tooltips(frame, [color, x, y]),
         )
@@ -388,7 +398,7 @@ def percentile_chart(
         .encode(
             x=alt.X("nines:Q", title="percentile", axis=alt.Axis(values=ticks, labelExpr=label)),
             y=alt.Y(_field(value, "Q"), title="latency (ms, log)", scale=alt.Scale(type="log")),
-            color=alt.Color(_field(color, "N"), title=color),
+            color=color_enc(frame, color),
             opacity=opacity,
             tooltip=_tooltips(frame, [color, percentile, value]),
         )
@@ -418,7 +428,7 @@ def ecdf_chart(
             y=alt.Y(
                 _field(fraction, "Q"), title="fraction of requests", scale=alt.Scale(domain=[0, 1])
             ),
-            color=alt.Color(_field(color, "N"), title=color),
+            color=color_enc(frame, color),
             opacity=opacity,
             tooltip=_tooltips(frame, [color, value, fraction]),
         )
@@ -504,7 +514,7 @@ def crosscheck_chart(frame: pd.DataFrame, title: str | None = None) -> alt.TopLe
             x=alt.X("size:O", title=x_title, sort=order, axis=alt.Axis(labelAngle=0)),
             xOffset=alt.XOffset("simulator:N"),
             y=alt.Y("hit_ratio:Q", title="hit ratio", scale=alt.Scale(domain=[0, 1])),
-            color=alt.Color("simulator:N", title="simulator"),
+            color=color_enc(long, "simulator"),
             opacity=opacity,
             tooltip=_tooltips(
                 long, ["workload", "cache_policy", "cache_size", "simulator", "hit_ratio"]
@@ -524,72 +534,56 @@ def crosscheck_chart(frame: pd.DataFrame, title: str | None = None) -> alt.TopLe
     return chart
 
 
-def change_chart(frame: pd.DataFrame, title: str | None = None) -> alt.TopLevelMixin:
-    """Headline improvements (performance vs baseline, positive = better) with intervals.
+def ratio_chart(
+    frame: pd.DataFrame,
+    *,
+    y: str = "measure",
+    x: str = "ratio",
+    lo: str = "lo",
+    hi: str = "hi",
+    x_title: str = "ratio (> 1 = better: more throughput or less time; log scale)",
+    color: str | None = None,
+    title: str | None = None,
+) -> alt.TopLevelMixin:
+    """Ratios on a log axis: a point per row, its interval as an error bar, a rule at 1.0.
 
-    ``frame``: ``analysis.headline_table`` (measure, improvement, improvement_lo/hi,
-    improvement_unit, verdict). Bars are coloured by verdict; a label gives the unit.
+    ``frame``: one row per ratio (``ratio``, ``lo``, ``hi``; e.g.
+    ``common.compare_arms`` or ``headline.ratio_rows``). Ratios of any size
+    share the axis honestly (a 174x gain is drawn longer than a 3.4x one, and
+    0.5x as far below 1 as 2x above it).
     """
     import altair as alt
 
     data = frame.copy()
-    data["label"] = [
-        "n/a"
-        if v != v
-        else f"{v:+.0f} {u}"
-        if u == "errors"
-        else f"{v:+.1f} {'%' if u == '%' else u}"
-        for v, u in zip(data["improvement"], data["improvement_unit"], strict=True)
-    ]
-    data["improvement_lo"] = data["improvement_lo"].astype(float)
-    data["improvement_hi"] = data["improvement_hi"].astype(float)
-    # labels right of the bar *and* of its interval, never on top of the error bar
-    data["label_x"] = data[["improvement", "improvement_hi"]].max(axis=1).fillna(0).clip(lower=0)
-    x_title = "improvement with the performance preset (% or points; > 0 = better)"
+    for col in (x, lo, hi):
+        data[col] = data[col].astype(float)
+    data["label"] = [f"{v:.3g}x" if v == v else "n/a" for v in data[x]]
+    finite = data[[x, lo, hi]].stack()
+    finite = finite[(finite > 0) & (finite < float("inf"))]
+    span = (
+        [min(0.5, float(finite.min()) / 1.2), max(2.0, float(finite.max()) * 1.2)]
+        if len(finite)
+        else [0.5, 2]
+    )
+    scale = alt.Scale(type="log", domain=span)
     base = alt.Chart(data).encode(
-        y=alt.Y("measure:N", title=None, sort=None, axis=alt.Axis(labelLimit=260))
+        y=alt.Y(f"{y}:N", title=None, sort=None, axis=alt.Axis(labelLimit=320))
     )
-    bars_ = base.mark_bar().encode(
-        x=alt.X("improvement:Q", title=x_title),
-        color=alt.Color(
-            "verdict:N",
-            title="verdict",
-            scale=alt.Scale(
-                domain=[
-                    "better",
-                    "no measurable difference",
-                    "no degradation either way",
-                    "no errors either way",
-                    "worse",
-                    "not measured",
-                ],
-                range=["#009E73", "#999999", "#56B4E9", "#56B4E9", "#D55E00", "#dddddd"],
-            ),
-        ),
-        tooltip=_tooltips(
-            data,
-            [
-                "measure",
-                "improvement",
-                "improvement_lo",
-                "improvement_hi",
-                "improvement_unit",
-                "verdict",
-            ],
-        ),
+    enc: dict[str, Any] = {"x": alt.X(f"{x}:Q", title=x_title, scale=scale),
+                           "tooltip": _tooltips(data, [y, x, lo, hi, "text", "result", "n"])}  # fmt: skip
+    if color and color in data.columns:
+        enc["color"] = color_enc(data, color)
+    points = base.mark_point(filled=True, size=70, color="#0072B2").encode(**enc)
+    bars = base.mark_errorbar(ticks=True, color="#333").encode(
+        x=alt.X(f"{lo}:Q", title=x_title, scale=scale), x2=f"{hi}:Q"
     )
-    labels = base.mark_text(align="left", dx=6, fontSize=11).encode(
-        x=alt.X("label_x:Q", title=x_title), text="label:N"
+    labels = base.mark_text(align="left", dx=8, dy=-8, fontSize=10, color="#333").encode(
+        x=alt.X(f"{x}:Q", scale=scale), text="label:N"
     )
-    layers: list[Any] = [bars_, labels]
-    if data["improvement_lo"].notna().any():
-        layers.append(
-            base.mark_errorbar(ticks=True, color="black").encode(
-                x=alt.X("improvement_lo:Q", title=x_title), x2="improvement_hi:Q"
-            )
-        )
-    rule = alt.Chart(data).mark_rule(color="#333").encode(x=alt.datum(0))
-    chart = alt.layer(*layers, rule).properties(width=440, height=34 * max(1, len(data)))
+    rule = alt.Chart(data).mark_rule(color="#999", strokeDash=[4, 3]).encode(x=alt.datum(1.0))
+    chart = alt.layer(rule, bars, points, labels).properties(
+        width=420, height=26 * max(1, len(data))
+    )
     if title:
         chart = chart.properties(title=title)
     return chart

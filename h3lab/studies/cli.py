@@ -7,6 +7,7 @@
     h3lab study all [--quick] [--fail-fast]
     h3lab study report [--check]
     h3lab study figures
+    h3lab study compare A B [--fail-above PCT]
     h3lab study kernel
 
 ``run`` and ``all`` show progress (a bar per notebook on a terminal, a line
@@ -19,7 +20,9 @@ study or parameter) are one line and exit 2, like every ``h3lab`` command.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,24 @@ def add_parser(subparsers: Any) -> None:
     _add_root(figures)
     figures.add_argument("--out", default="data/figures", help="destination (default data/figures)")
     figures.set_defaults(func=cmd_figures)
+
+    compare = sub.add_parser(
+        "compare",
+        help="compare two runs (run ids or commits) metric by metric, with intervals",
+    )
+    compare.add_argument("a", help="the baseline: a run id (or its prefix) or a commit")
+    compare.add_argument("b", help="the contender: a run id (or its prefix) or a commit")
+    compare.add_argument("--study", default=None, help="only this study (default: every one)")
+    compare.add_argument(
+        "--fail-above",
+        type=float,
+        default=None,
+        metavar="PCT",
+        help="exit 1 if any significant regression is larger than PCT percent",
+    )
+    compare.add_argument("--all", action="store_true", help="show unchanged metrics too")
+    _add_root(compare)
+    compare.set_defaults(func=cmd_compare)
 
     kernel = sub.add_parser(
         "kernel", help="the Jupyter kernel the studies run on (installed if needed)"
@@ -105,26 +126,44 @@ def _root(args: argparse.Namespace) -> Path:
     return root if root.is_absolute() else repo_root() / root
 
 
+def _emit(lines: Iterable[str]) -> int:
+    """Print ``lines``; a reader that stops early (``| head``) is not an error."""
+    try:
+        for line in lines:
+            print(line)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader is gone: point stdout at /dev/null so the interpreter's
+        # final flush does not raise again (Python docs, "Note on SIGPIPE").
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from h3lab.bench.results import run_dirs
     from h3lab.studies import registry
+    from h3lab.studies.provenance import of
     from h3lab.studies.runner import latest_ok_run, run_status
 
     studies = registry.discover()
     if not studies:
-        print(f"no studies: no notebooks/NN_name.ipynb under {registry.notebooks_dir()}")
-        return 0
+        return _emit([f"no studies: no notebooks/NN_name.ipynb under {registry.notebooks_dir()}"])
     root = _root(args)
-    print(f"{'#':<3} {'name':<22} {'title':<44} latest successful run")
+    name_w = max(4, *(len(s.name) for s in studies))
+    title_w = max(5, *(len(s.title) for s in studies))
+    lines = [f"{'#':<3} {'name':<{name_w}} {'title':<{title_w}} latest study run"]
     for s in studies:
         ok = latest_ok_run(s.name, root) if root.is_dir() else None
         runs = run_dirs(s.name, root) if root.is_dir() else []
-        last = f"{ok.name}" if ok else "-"
+        last = "-"
+        if ok is not None:
+            p = of(ok)
+            last = f"{ok.name} ({p.get('mode')}, {p.get('validity')})"
         if runs and run_status(runs[-1]) == "failed":
             last += f"  (newest {runs[-1].name} FAILED)"
-        title = s.title if len(s.title) <= 44 else s.title[:41] + "..."
-        print(f"{s.number:<3} {s.name:<22} {title:<44} {last}")
-    return 0
+        lines.append(f"{s.number:<3} {s.name:<{name_w}} {s.title:<{title_w}} {last}")
+    return _emit(lines)
 
 
 def _run_one(study: Any, params: dict[str, Any], args: argparse.Namespace, index: str = "") -> Any:
@@ -145,11 +184,24 @@ def _run_one(study: Any, params: dict[str, Any], args: argparse.Namespace, index
         html=not args.no_html,
     )
     if result.ok:
+        validity = result.validity
+        status = validity.status if validity is not None else "unknown"
         print(
-            f"{index}{study.slug}: ok in {result.duration_s:.1f} s -> {result.run_dir}",
+            f"{index}{study.slug}: ok in {result.duration_s:.1f} s ({status}) -> {result.run_dir}",
             file=sys.stderr,
             flush=True,
         )
+        if validity is not None:
+            for reason in validity.reasons:
+                print(f"{index}{study.slug}: invalid: {reason}", file=sys.stderr)
+            for warning in validity.warnings[:5]:
+                print(f"{index}{study.slug}: unstable: {warning}", file=sys.stderr)
+            if len(validity.warnings) > 5:
+                more = len(validity.warnings) - 5
+                print(
+                    f"{index}{study.slug}: unstable: ... and {more} more (meta.json)",
+                    file=sys.stderr,
+                )
         for warning in result.warnings:
             print(f"{index}{study.slug}: warning: {warning}", file=sys.stderr)
     else:
@@ -166,8 +218,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     for key, value in args.param:
         params[key] = value
     result = _run_one(study, params, args)
+    if not result.ok:
+        return 1  # the failure (and where the partial notebook is) went to stderr
     print(result.run_dir)
-    return 0 if result.ok else 1
+    return 0
 
 
 def cmd_all(args: argparse.Namespace) -> int:
@@ -198,9 +252,24 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     out = out if out.is_absolute() else repo_root() / out
-    for path in export_figures(_root(args), out):
-        print(path)
-    return 0
+    return _emit(str(path) for path in export_figures(_root(args), out))
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from h3lab.studies.compare import compare_runs, format_report, regressions
+
+    if args.fail_above is not None and args.fail_above < 0:
+        raise ValueError(f"--fail-above must be >= 0, got {args.fail_above}")
+    result = compare_runs(args.a, args.b, _root(args), study=args.study)
+    _emit(format_report(result, show_all=args.all).splitlines())
+    if args.fail_above is None:
+        return 0
+    bad = regressions(result, args.fail_above)
+    for line in bad:
+        print(
+            f"h3lab study compare: regression beyond {args.fail_above:g}%: {line}", file=sys.stderr
+        )
+    return 1 if bad else 0
 
 
 def cmd_kernel(args: argparse.Namespace) -> int:
@@ -224,9 +293,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(f"report: {index}")
     if not args.check:
         return 0
-    from h3lab.studies.browser import check_page
+    from h3lab.studies.browser import BrowserUnavailable, check_page
 
-    check = check_page(index, out / "screenshot.png")
+    try:
+        check = check_page(index, out / "screenshot.png")
+    except BrowserUnavailable as exc:
+        raise ValueError(f"report --check: {exc}") from None
     print(f"browser: {len(check.images)} images, screenshot {check.screenshot}")
     for src in check.broken_images:
         print(f"browser: figure did not load: {src}", file=sys.stderr)

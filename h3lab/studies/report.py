@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from h3lab.studies import registry
+from h3lab.studies import provenance, registry
 from h3lab.studies.runner import latest_ok_run, run_status
 
 CSS = """
@@ -44,6 +44,13 @@ details { margin: 8px 0; }
 code { background: #f2f2f2; padding: 1px 4px; border-radius: 3px; }
 nav ol { columns: 2; }
 .failed { color: #b00020; }
+.badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: bold; color: #fff; }
+.badge.valid { background: #1b7f3b; }
+.badge.unstable { background: #b26a00; }
+.badge.invalid { background: #b00020; }
+.badge.unknown, .badge.manual { background: #777; }
+.validity { border-left: 4px solid #b26a00; background: #fff8ec; padding: 6px 14px; margin: 10px 0; font-size: 13px; }
+.validity.invalid { border-color: #b00020; background: #fdeef0; }
 """
 
 
@@ -100,7 +107,9 @@ def collect(root: str | Path, studies: list[registry.Study] | None = None) -> li
     root = Path(root)
     sections = []
     for study in studies if studies is not None else registry.discover():
-        run_dir = latest_ok_run(study.name, root)
+        # A study run always wins; a manual (hand-executed) run shows only when
+        # there is no study run at all, and is labelled as such.
+        run_dir = latest_ok_run(study.name, root, include_manual=True)
         section = StudySection(study, run_dir)
         all_runs = run_dirs(study.name, root) if root.is_dir() else []
         if all_runs and run_status(all_runs[-1]) == "failed" and all_runs[-1] != run_dir:
@@ -151,6 +160,30 @@ def _machine_line(meta: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _validity_html(meta: dict[str, Any]) -> str:
+    """The reasons a run is invalid and every unstable-sample warning ('' for a clean run)."""
+    v = meta.get("validity") if isinstance(meta.get("validity"), dict) else None
+    if v is None:
+        return "<p class='muted'>No validity recorded for this run.</p>"
+    reasons = [str(r) for r in v.get("reasons") or []]
+    warnings = [str(w) for w in v.get("warnings") or []]
+    if not reasons and not warnings:
+        return ""
+    parts = []
+    if reasons:
+        items = "".join(f"<li>{html.escape(r)}</li>" for r in reasons)
+        parts.append(
+            f"<div class='validity invalid'><b>Invalid run</b>: no difference is claimed from it.<ul>{items}</ul></div>"
+        )
+    if warnings:
+        items = "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
+        parts.append(
+            f"<div class='validity'><details><summary><b>Unstable samples ({len(warnings)})</b></summary>"
+            f"<ul>{items}</ul></details></div>"
+        )
+    return "\n".join(parts)
+
+
 def _section_html(section: StudySection, out: Path) -> str:
     study = section.study
     anchor = html.escape(study.name)
@@ -176,12 +209,18 @@ def _section_html(section: StudySection, out: Path) -> str:
     when = meta.get("timestamp") or ""
     duration = record.get("duration_s")
     quick = " &middot; <b>quick mode</b>" if record.get("quick") or params.get("quick") else ""
+    prov = provenance.of(section.run_dir)
+    status = str(prov.get("validity") or "unknown")
+    badges = f"<span class='badge {html.escape(status)}'>{html.escape(status)}</span>"
+    if prov.get("origin") == "manual":
+        badges += " <span class='badge manual'>manual run</span>"
     parts.append(
-        f"<p class='muted'>run <code>{html.escape(section.run_dir.name)}</code> &middot; {html.escape(str(when))}"
+        f"<p class='muted'>{badges} run <code>{html.escape(section.run_dir.name)}</code> &middot; {html.escape(str(when))}"
         + (f" &middot; {float(duration):.0f} s" if duration is not None else "")
         + quick
         + f"<br>{html.escape(_machine_line(meta))}</p>"
     )
+    parts.append(_validity_html(meta))
     if section.newer_failed:
         parts.append(
             f"<p class='failed'>A newer run ({html.escape(section.newer_failed)}) failed; this is the latest successful one.</p>"
@@ -285,15 +324,18 @@ def export_figures(
     out: str | Path = "data/figures",
     figures: tuple[tuple[str, str], ...] = README_FIGURES,
 ) -> list[Path]:
-    """Copy the README's figures (PNG + SVG) from the latest successful runs into ``out``.
+    """Copy the README's figures (PNG + SVG) from the latest study runs into ``out``,
+    and write ``out/PROVENANCE.md`` (one row per figure: run id, commit,
+    machine, full/quick, validity).
 
     Files are named ``<study>-<figure>.png|svg``; a study without a run or a
     run without that figure raises ``ValueError`` (a README must not silently
-    show a stale figure next to new numbers).
+    show a stale figure next to new numbers). Manual runs are never used.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
+    entries: list[tuple[str, Path]] = []
     for study, stem in figures:
         run_dir = latest_ok_run(study, root)
         if run_dir is None:
@@ -305,4 +347,6 @@ def export_figures(
             if not src.is_file():
                 raise ValueError(f"{run_dir} has no figures/{stem}.{ext}")
             written.append(Path(shutil.copy2(src, out / f"{study}-{stem}.{ext}")))
+        entries.append((f"{study}-{stem}.png", run_dir))
+    written.append(provenance.write_table(entries, out))
     return written

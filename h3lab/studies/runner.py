@@ -13,9 +13,25 @@ notebook (``h3lab.studies.notebook.start``) writes ``results.parquet`` and
         NN_name.ipynb       the executed notebook (kept, partial, when a cell fails)
         NN_name.html        the same, rendered by nbconvert (opens without Jupyter)
         results.parquet     tidy rows (h3lab.bench.results)
-        meta.json           parameters, versions, machine, git commit + "study_run"
+        meta.json           parameters, versions, machine, git commit + "study_run",
+                            "validity" and "provenance" (added by the runner)
+        validity.json       the checks the notebook recorded (h3lab.studies.validity)
         conclusion.md       the computed conclusion (read by the report)
         figures/*.png|svg   every chart
+
+Validity: while the notebook runs, a thread samples the machine (other
+processes' CPU, load average; ``MachineWatch``). Afterwards the notebook's
+``validity.json`` and that machine check are merged into
+``meta.json["validity"]`` and ``conclusion.md`` is framed by it: an invalid
+run opens with ``**Invalid run:**`` and its reasons, and claims nothing; every
+unstable-sample warning is listed (``validity.frame_conclusion``).
+Provenance (run id, commit, machine, full/quick, validity, study/manual) is
+stamped into ``meta.json["provenance"]`` (``h3lab.studies.provenance``). A
+notebook executed by hand has no ``study_run`` record: a *manual* run, which
+never displaces a study run.
+
+The kernel talks to the runner over local IPC sockets, not TCP
+(``ipc_kernel_manager``), and ``$H3LAB_RUN_DIR`` tells it its run folder.
 
 The kernel runs in the repository root (relative paths such as
 ``data/traces/sample.csv`` resolve there) and with ``H3LAB_STUDY_RUN=1`` in its
@@ -44,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from h3lab.studies.registry import Study, repo_root
+from h3lab.studies.validity import RUN_DIR_ENV
 
 STUDY_RUN_ENV = "H3LAB_STUDY_RUN"
 KERNEL_NAME = "h3lab"
@@ -117,6 +134,8 @@ class RunResult:
     html: Path | None = None
     failure: StudyFailure | None = None
     warnings: list[str] = field(default_factory=list)
+    validity: Any = None
+    """The run's ``h3lab.studies.validity.Validity`` (what meta.json["validity"] holds)."""
 
 
 # -- kernel --------------------------------------------------------------------------
@@ -222,6 +241,10 @@ def coerce(raw: Any, default_text: str | None) -> Any:
             continue
         if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
+        if isinstance(default, int | float) and (
+            isinstance(value, bool) or not isinstance(value, int | float)
+        ):
+            raise ValueError(f"expected a number like the default {default!r}, got {raw!r}")
         return value
     if text.lower() in ("none", "null"):
         return None
@@ -230,8 +253,64 @@ def coerce(raw: Any, default_text: str | None) -> Any:
     return text  # a bare word for a None/list default: a string
 
 
+_SCALARS: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "str": (str,),
+    "list": (list,),
+    "dict": (dict,),
+}
+
+
+def _split_type(type_name: str) -> tuple[str, bool]:
+    """``Optional[list[int]]`` -> (``list[int]``, True)."""
+    text = type_name.replace(" ", "")
+    optional = False
+    if text.startswith("Optional[") and text.endswith("]"):
+        text, optional = text[len("Optional[") : -1], True
+    return text, optional
+
+
+def check_type(value: Any, type_name: str | None) -> Any:
+    """``value`` checked against a parameter's declared type (``int``, ``float``,
+    ``bool``, ``str``, ``list``, ``list[int]``, ``dict``, ``Optional[...]``);
+    an undeclared or unknown type accepts anything. Returns the value (ints
+    widened to float for ``float``); raises ``ValueError`` naming the type."""
+    if not type_name or type_name == "None":
+        return value
+    base, optional = _split_type(type_name)
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"expected {type_name}, got None")
+    inner = None
+    if base.startswith("list[") and base.endswith("]"):
+        base, inner = "list", base[len("list[") : -1]
+    allowed = _SCALARS.get(base)
+    if allowed is None:
+        return value  # a type this check does not know: papermill passes it through
+    if isinstance(value, bool) and base in ("int", "float"):
+        raise ValueError(f"expected {type_name}, got {value!r}")
+    if not isinstance(value, allowed):
+        raise ValueError(f"expected {type_name}, got {value!r}")
+    if base == "float":
+        return float(value)
+    if inner is not None:
+        return [check_type(item, inner) for item in value]
+    return value
+
+
 def resolve_parameters(study: Study, given: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate ``given`` against the notebook's parameters cell and type the values."""
+    """Validate ``given`` against the notebook's parameters cell and type the values.
+
+    A value is typed like the parameter's default, and checked against the
+    parameter's declared type when the cell declares one -- either as a
+    string annotation ``routes: "Optional[int]" = None  # help`` or as a type
+    comment ``routes = None  # type: Optional[int] help`` (papermill's syntax;
+    a bare ``int | None`` annotation is not understood by papermill). So
+    ``-p routes abc`` fails here, as one line, before any kernel starts.
+    """
     known = notebook_parameters(study.path)
     out: dict[str, Any] = {}
     for key, raw in given.items():
@@ -241,7 +320,7 @@ def resolve_parameters(study: Study, given: Mapping[str, Any]) -> dict[str, Any]
             names = ", ".join(n for n in known if n not in RESERVED_PARAMETERS)
             raise ValueError(f"{study.slug} has no parameter {key!r}; its parameters: {names}")
         try:
-            out[key] = coerce(raw, known[key]["default"])
+            out[key] = check_type(coerce(raw, known[key]["default"]), known[key]["type"])
         except ValueError as exc:
             raise ValueError(f"parameter {key}: {exc}") from None
     return out
@@ -251,6 +330,83 @@ def resolve_parameters(study: Study, given: Mapping[str, Any]) -> dict[str, Any]
 
 
 KERNEL_HASH_SEED = 0
+MACHINE_WATCH_EVERY_S = 5.0
+"""The runner samples the machine (other processes' CPU, load average) this often."""
+
+
+def ipc_kernel_manager() -> type:
+    """A kernel manager on local IPC (Unix) sockets instead of TCP.
+
+    The kernel then listens on nothing reachable from the network, and
+    ipykernel has no reason to warn "Kernel is running over TCP without
+    encryption" at every study run (the warning is right for TCP: the fix is
+    not to use TCP, not to hide the message).
+    """
+    from jupyter_client import AsyncKernelManager
+    from traitlets import CaselessStrEnum
+
+    class IPCKernelManager(AsyncKernelManager):  # type: ignore[misc]
+        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+    return IPCKernelManager
+
+
+class MachineWatch:
+    """Samples ``machine_state`` every ``every`` seconds on a thread while the notebook runs.
+
+    This process's tree (the kernel, the servers and load generators it
+    starts) is excluded, so what it sees is everyone else.
+    """
+
+    def __init__(self, every: float = MACHINE_WATCH_EVERY_S, interval: float = 1.0) -> None:
+        import threading
+
+        self.every = every
+        self.interval = interval
+        self.states: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="machine-watch")
+
+    def _loop(self) -> None:
+        from h3lab.studies.validity import machine_state
+
+        while True:
+            with suppress(Exception):  # a vanished process mid-iteration is not a failure
+                self.states.append(machine_state(interval=self.interval))
+            if self._stop.wait(self.every):
+                return
+
+    def __enter__(self) -> MachineWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.interval + 5.0)
+
+    def summary(self) -> dict[str, Any] | None:
+        """Median other-CPU and load average over the samples, the busiest processes seen."""
+        import statistics
+
+        if not self.states:
+            return None
+        others = [float(s["other_cpu_percent"]) for s in self.states]
+        loads = [float(s["loadavg_1"]) for s in self.states if s.get("loadavg_1") is not None]
+        busy: dict[str, dict[str, Any]] = {}
+        for state in self.states:
+            for proc in state.get("busy_processes") or []:
+                key = f"{proc['name']}:{proc['pid']}"
+                if key not in busy or proc["cpu_percent"] > busy[key]["cpu_percent"]:
+                    busy[key] = proc
+        return {
+            "other_cpu_percent": round(statistics.median(others), 1),
+            "other_cpu_percent_max": max(others),
+            "loadavg_1": statistics.median(loads) if loads else None,
+            "loadavg_1_max": max(loads) if loads else None,
+            "cores": self.states[0].get("cores"),
+            "busy_processes": sorted(busy.values(), key=lambda p: -p["cpu_percent"])[:10],
+            "samples": len(self.states),
+        }
 
 
 @contextmanager
@@ -367,10 +523,18 @@ def strip_remote_scripts(html: str) -> str:
 
 
 def update_meta(
-    run_dir: Path, study: Study, run_id: str, record: dict[str, Any], params: dict[str, Any]
+    run_dir: Path,
+    study: Study,
+    run_id: str,
+    record: dict[str, Any],
+    params: dict[str, Any],
+    *,
+    validity: Any = None,
 ) -> Path:
-    """Merge the runner's record into ``meta.json`` (creating it, bench-style, if the notebook did not)."""
+    """Merge the runner's record, the run's ``validity`` and its ``provenance`` into
+    ``meta.json`` (creating it, bench-style, if the notebook did not)."""
     from h3lab.bench.results import META_FILE, RunWriter
+    from h3lab.studies.provenance import stamp
 
     path = run_dir / META_FILE
     meta: dict[str, Any] | None = None
@@ -382,6 +546,9 @@ def update_meta(
     if not isinstance(meta, dict):
         meta = RunWriter(study.name, run_id, root=run_dir.parent.parent, params=params).meta()
     meta["study_run"] = record
+    if validity is not None:
+        meta["validity"] = validity.to_json()
+    stamp(meta, run_dir)
     tmp = path.with_name(f".{META_FILE}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
     tmp.replace(path)
@@ -442,7 +609,13 @@ def run_study(
     # in-kernel simulations that hash keys (W-TinyLFU's frequency sketch)
     # reproducible from run to run; servers started by the studies keep their
     # own randomized hashing, which defends them against hash flooding.
-    with _env(STUDY_RUN_ENV, "1"), _env("PYTHONHASHSEED", str(KERNEL_HASH_SEED)):
+    watch = MachineWatch()
+    with (
+        _env(STUDY_RUN_ENV, "1"),
+        _env("PYTHONHASHSEED", str(KERNEL_HASH_SEED)),
+        _env(RUN_DIR_ENV, str(run_dir)),  # the kernel's validity recorder saves there at exit
+        watch,
+    ):
         try:
             pm.execute_notebook(
                 str(study.path),
@@ -454,6 +627,7 @@ def run_study(
                 cwd=str(cwd or repo_root()),
                 start_timeout=120,
                 execution_timeout=timeout,
+                kernel_manager_class=ipc_kernel_manager(),
             )
         except Exception as exc:
             failure = failure_from_notebook(study, output, exc)
@@ -482,10 +656,47 @@ def run_study(
             record["html"] = result.html.name
         except Exception as exc:  # the run stands even if its rendering fails
             result.warnings.append(f"nbconvert HTML failed: {exc!r}")
-    update_meta(run_dir, study, run_id, record, parameters)
+    validity = run_validity(run_dir, watch.summary())
+    update_meta(run_dir, study, run_id, record, parameters, validity=validity)
+    frame_conclusion_file(run_dir, validity)
+    result.validity = validity
     if failure is None:
         result.warnings.extend(check_outputs(run_dir))
     return result
+
+
+def run_validity(run_dir: Path, machine: Mapping[str, Any] | None) -> Any:
+    """The notebook's ``validity.json`` (if it saved one) merged with the runner's machine check."""
+    from h3lab.studies.validity import VALIDITY_FILE, Validity, check_machine
+
+    validity = Validity()
+    path = run_dir / VALIDITY_FILE
+    recorded = False
+    if path.is_file():
+        try:
+            validity = Validity.from_json(json.loads(path.read_text()))
+            recorded = True
+        except ValueError as exc:
+            validity = Validity()
+            validity.warnings.append(f"validity.json unreadable: {exc}")
+    validity.checks["recorded_by_notebook"] = recorded
+    if machine is not None:
+        validity.add(check_machine(machine, label="during the run"))
+    return validity
+
+
+def frame_conclusion_file(run_dir: Path, validity: Any) -> None:
+    """Open ``conclusion.md`` with ``**Invalid run:**`` when the run is not ok, and end it
+    with the unstable-sample warnings (idempotent; nothing when there is no conclusion)."""
+    from h3lab.studies.validity import frame_conclusion
+
+    path = run_dir / "conclusion.md"
+    if not path.is_file():
+        return
+    text = path.read_text(encoding="utf-8")
+    framed = frame_conclusion(text, validity)
+    if framed != text:
+        path.write_text(framed, encoding="utf-8")
 
 
 def check_outputs(run_dir: Path) -> list[str]:
@@ -516,14 +727,18 @@ def run_status(run_dir: Path) -> str:
     return "ok" if (run_dir / "results.parquet").is_file() else "unknown"
 
 
-def latest_ok_run(study: str, root: str | Path = "data/runs") -> Path | None:
-    """The newest successful run directory of ``study`` under ``root`` (None if none)."""
-    from h3lab.bench.results import run_dirs
+def latest_ok_run(
+    study: str, root: str | Path = "data/runs", *, include_manual: bool = False
+) -> Path | None:
+    """The newest successful run of ``study`` made by the runner (None if none).
 
-    for run_dir in reversed(run_dirs(study, root)):
-        if run_status(run_dir) == "ok" and (run_dir / "results.parquet").is_file():
-            return run_dir
-    return None
+    A notebook executed by hand leaves a *manual* run: it never displaces a
+    study run, and is returned only with ``include_manual`` when no study run
+    exists (``h3lab.studies.provenance.latest_run``).
+    """
+    from h3lab.studies.provenance import latest_run
+
+    return latest_run(study, root, include_manual=include_manual)
 
 
 def ensure_runs(

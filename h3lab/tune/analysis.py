@@ -411,7 +411,7 @@ def arms_chart(arms: pd.DataFrame, unit: str, objective: str, title: str) -> alt
 
 
 def _num(x: float | None, unit: str) -> str:
-    from h3lab.studies.analysis import fmt_num
+    from h3lab.studies.common import fmt_num
 
     return f"{fmt_num(x)} {unit}"
 

@@ -25,17 +25,17 @@ infeasible candidates.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from h3lab.bench.rounds import cpus, pinned
 from h3lab.config import Config
 
 if TYPE_CHECKING:
@@ -144,8 +144,7 @@ def _available_cpus() -> list[int]:
 
 def default_cpus() -> tuple[int | None, int | None]:
     """Server on the first CPU, load on the second, when this process may use two."""
-    cpus = _available_cpus()
-    return (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
+    return cpus()
 
 
 @dataclass
@@ -161,6 +160,10 @@ class Measurement:
     engine: str
     loop_mode: str
     notes: list[str] = field(default_factory=list)
+    server_cpu_percent: float | None = None
+    """The server's CPU over the timed load (% of one core; psutil by pid)."""
+    client_cpu_percent: float | None = None
+    """The load generator's CPU over the timed load (this process + wrk)."""
 
     def attrs(self) -> dict[str, Any]:
         """For ``trial.user_attrs`` (JSON-shaped)."""
@@ -282,20 +285,6 @@ def choose_engine(settings: TrialSettings) -> str:
 # -- one measurement ----------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def pinned(cpu: int | None) -> Iterator[None]:
-    """Run this thread (and threads it starts, e.g. the load's loop) on ``cpu``."""
-    if cpu is None or not hasattr(os, "sched_setaffinity"):
-        yield
-        return
-    saved = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {cpu})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, saved)
-
-
 def _check_errors(result: LoadResult, expected_non2xx: float = 0.0) -> None:
     errors = dict(result.errors)
     status = errors.pop("status_mismatch", 0)
@@ -414,7 +403,11 @@ def measure(
                 verify(server.url, tr.verify)
             except VerificationError as exc:
                 raise TrialFailure(f"verification failed: {_one_line(exc)}") from None
-            result = _run_load(server, settings, engine, tr)
+            from h3lab.studies.validity import PhaseCpu
+
+            # Includes wrk's short warm-up: a little conservative for the server share.
+            with PhaseCpu(server.pid) as cpu:
+                result = _run_load(server, settings, engine, tr)
             if not server.alive():
                 raise TrialFailure(f"server died under load: {_one_line(server.stderr_tail())}")
             rss = [s["rss_bytes"] for s in server.samples]
@@ -433,6 +426,15 @@ def measure(
     else:
         value = float(result.throughput_rps)
     notes = list(result.notes)
+    if (
+        settings.objective == "throughput"
+        and cpu.server_percent is not None
+        and cpu.server_percent < 90.0
+    ):
+        notes.append(
+            f"server at {cpu.server_percent:.0f}% of a core under saturating load (< 90%): "
+            "client-bound or disturbed"
+        )
     if result.loop_mode == "open" and result.throughput_rps < 0.9 * settings.arrival_rate:
         notes.append(
             f"achieved {result.throughput_rps:.0f} req/s of {settings.arrival_rate:.0f}: overloaded"
@@ -448,6 +450,8 @@ def measure(
         engine=result.engine,
         loop_mode=result.loop_mode,
         notes=notes,
+        server_cpu_percent=cpu.server_percent,
+        client_cpu_percent=cpu.client_percent,
     )
 
 

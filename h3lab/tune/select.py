@@ -53,6 +53,9 @@ Decision rule
   interval (at ``confidence``), else the first preset (``balanced``, the
   default): noise must not flip the recommendation between runs.
 
+The schedule, the paired bootstrap and ``rounds_needed`` live in
+``h3lab.studies.stats``, the one statistics module shared with the studies.
+
 ``decide`` is pure (synthetic measurements in, ``Decision`` out) and is what
 the unit tests exercise; ``remeasure`` runs the schedule with a ``measure``
 callable.
@@ -61,20 +64,24 @@ callable.
 from __future__ import annotations
 
 import math
-import random
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from h3lab.config import Config
+from h3lab.studies.stats import (
+    Direction,
+    oriented_gain,
+    paired_gain_ci,
+    rounds_needed,
+    schedule,
+)
 
 if TYPE_CHECKING:
     import optuna
 
 REFERENCE_PRESETS = ("balanced", "performance")
-
-Direction = Literal["maximize", "minimize"]
 
 
 @dataclass(frozen=True)
@@ -91,15 +98,7 @@ class Arm:
     """Trials whose config is this preset's (measured once, under the preset)."""
 
 
-# -- the schedule -------------------------------------------------------------------------
-
-
-def schedule(labels: Sequence[str], repetitions: int) -> list[tuple[str, int]]:
-    """``[(arm, round), ...]``: every arm once per round, the order rotated each round."""
-    if repetitions < 0:
-        raise ValueError(f"repetitions must be >= 0, got {repetitions}")
-    n = len(labels)
-    return [(labels[(i + r) % n], r) for r in range(repetitions) for i in range(n)]
+# -- the schedule: h3lab.studies.stats.schedule (round r starts at arm r mod k) -------------
 
 
 @dataclass
@@ -152,57 +151,6 @@ def remeasure(
 
 
 # -- statistics -----------------------------------------------------------------------------
-
-
-def oriented_gain(candidate: float, reference: float, direction: Direction) -> float:
-    """Above 1 = the candidate is better (more throughput, or lower latency)."""
-    if direction == "maximize":
-        return candidate / reference if reference else math.inf
-    return reference / candidate if candidate else math.inf
-
-
-def paired_gain_ci(
-    candidate: Sequence[float],
-    reference: Sequence[float],
-    direction: Direction,
-    confidence: float = 0.95,
-    n_boot: int = 4000,
-    seed: int = 0,
-) -> tuple[float, float, float]:
-    """``(gain, low, high)``: gain of medians and its paired percentile-bootstrap interval."""
-    if len(candidate) != len(reference):
-        raise ValueError("paired samples must have the same length")
-    if not candidate:
-        raise ValueError("no paired measurements")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    median = statistics.median
-    point = oriented_gain(median(candidate), median(reference), direction)
-    n = len(candidate)
-    if n == 1:
-        return point, point, point
-    rng = random.Random(seed)
-    estimates = []
-    for _ in range(n_boot):
-        idx = [rng.randrange(n) for _ in range(n)]
-        estimates.append(
-            oriented_gain(
-                median([candidate[i] for i in idx]), median([reference[i] for i in idx]), direction
-            )
-        )
-    estimates.sort()
-    alpha = (1.0 - confidence) / 2.0
-    last = len(estimates) - 1
-    low = estimates[max(0, math.floor(alpha * last))]
-    high = estimates[min(last, math.ceil((1.0 - alpha) * last))]
-    return point, low, high
-
-
-def rounds_needed(alpha_each: float) -> int:
-    """Fewest rounds for which a unanimous outcome passes a sign test at ``alpha_each / 2``."""
-    if not 0.0 < alpha_each < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha_each}")
-    return max(1, math.ceil(math.log2(2.0 / alpha_each) - 1e-9))
 
 
 def repetitions_for(candidates: int, confidence: float = 0.95) -> int:

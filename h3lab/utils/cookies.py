@@ -21,7 +21,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
-__all__ = ["parse_cookie_header", "serialize_cookie"]
+__all__ = ["parse_cookie_header", "serialize_cookie", "stage_set_cookie"]
 
 # RFC 9110 token: the only characters allowed in a cookie name.
 _TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -109,6 +109,38 @@ def serialize_cookie(
         parts.append("Partitioned")
     _check_prefix(name, secure=secure, path=path, domain=domain)
     return "; ".join(parts)
+
+
+def cookie_identity(set_cookie: str) -> tuple[str, str, str]:
+    """``(name, domain, path)`` of a ``Set-Cookie`` value: what a browser keys
+    a cookie by. The domain is lower-cased without a leading dot (RFC 6265
+    §5.2.3) and a missing path counts as ``/``, as in h3 v2."""
+    name, _, rest = set_cookie.partition("=")
+    domain, path = "", "/"
+    for attribute in rest.split(";")[1:]:
+        key, _, value = attribute.strip().partition("=")
+        key = key.lower()
+        if key == "domain":
+            domain = value.strip().lstrip(".").lower()
+        elif key == "path" and value.strip():
+            path = value.strip()
+    return name.strip(), domain, path
+
+
+def stage_set_cookie(headers: list[tuple[str, str]], set_cookie: str) -> None:
+    """Append a ``Set-Cookie`` to a response's headers, first dropping any
+    earlier one for the same name, domain and path (h3 v2's ``setCookie``):
+    one response never carries two values for one cookie, of which browsers
+    would keep whichever came last."""
+    identity = cookie_identity(set_cookie)
+    name_prefix = identity[0] + "="
+    if any(k.lower() == "set-cookie" and v.startswith(name_prefix) for k, v in headers):
+        headers[:] = [
+            (k, v)
+            for k, v in headers
+            if k.lower() != "set-cookie" or cookie_identity(v) != identity
+        ]
+    headers.append(("set-cookie", set_cookie))
 
 
 def _check_name(name: str) -> None:

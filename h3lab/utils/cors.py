@@ -5,27 +5,33 @@
   never reaches the route; a disallowed origin gets the same 204 without any
   ``Access-Control-Allow-*`` header, which is all a browser needs to block
   the real request.
-* Any other request from an allowed origin gets ``Access-Control-Allow-Origin``
-  (plus credentials / expose headers) and continues down the chain; a
-  disallowed origin continues without CORS headers, so the browser hides the
-  response from the calling page.
+* Any other request gets ``Access-Control-Allow-Origin`` (``*`` for the
+  ``"*"`` policy, even without an ``Origin``; the request's Origin when it is
+  allowed), plus credentials / expose headers, and continues down the chain;
+  a disallowed origin continues without CORS headers, so the browser hides
+  the response from the calling page.
 * ``Vary: Origin`` is added whenever the answer depends on the request's
-  Origin (any policy but a plain ``"*"``) -- also on requests without an
-  Origin -- so a shared cache never serves one origin's answer to another.
+  Origin (any policy but ``"*"``) -- also on requests without an Origin -- so
+  a shared cache never serves one origin's answer to another.
 
-``credentials=True`` with ``origin="*"`` cannot send a literal ``*``
-(browsers refuse ``*`` with credentials), so the request's Origin is echoed
-instead: **this lets every site make credentialed requests**; list the
-origins when cookies or auth are involved. The opaque origin ``"null"``
-(sandboxed iframes, ``file:`` pages) is never echoed in that mode.
-``"*"`` for methods/headers is likewise literal only without credentials;
-with credentials the requested method/headers are echoed. Requested headers
-are always echoed for ``allow_headers="*"`` because the wildcard does not
-cover ``Authorization``.
+The defaults are h3 v2's (``handleCors``): every origin (``*``), methods
+``*``, the requested headers allowed, ``Access-Control-Expose-Headers: *``,
+no credentials, no ``Access-Control-Max-Age``, a 204 preflight.
+
+``credentials=True`` with ``origin="*"`` sends a literal ``*``, which browsers
+refuse for credentialed requests (h3 v2 does the same and warns): list the
+origins when cookies or auth are involved. The same goes for the opaque
+origin ``"null"`` in a list (any sandboxed iframe or ``file:`` page sends
+it), and for ``expose_headers="*"``, which is not sent with credentials
+(browsers would read it literally). Each of these logs one warning per
+process. ``"*"`` for methods is literal only without credentials; with
+credentials the requested method is echoed. Requested headers are echoed for
+``allow_headers="*"`` because the wildcard does not cover ``Authorization``.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -37,6 +43,9 @@ if TYPE_CHECKING:
     from h3lab.event import H3Event
 
 __all__ = ["CorsOptions", "append_cors_headers", "cors", "is_preflight"]
+
+logger = logging.getLogger("h3lab.cors")
+_warned: set[str] = set()
 
 OriginPolicy = str | Sequence[str | re.Pattern[str]] | Callable[[str], bool]
 Next = Callable[[], Awaitable[Any]]
@@ -62,7 +71,7 @@ class CorsOptions:
     origin: OriginPolicy = "*"
     methods: str | None = "*"
     allow_headers: str | None = "*"
-    expose_headers: str | None = None
+    expose_headers: str | None = "*"
     credentials: bool = False
     max_age: int | None = None
 
@@ -72,7 +81,7 @@ class CorsOptions:
         origin: OriginPolicy = "*",
         methods: str | Sequence[str] = "*",
         allow_headers: str | Sequence[str] = "*",
-        expose_headers: str | Sequence[str] | None = None,
+        expose_headers: str | Sequence[str] | None = "*",
         credentials: bool = False,
         max_age: int | None = None,
     ) -> CorsOptions:
@@ -85,6 +94,8 @@ class CorsOptions:
         if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int)):
             raise TypeError(f"cors max_age must be an int, got {max_age!r}")
         method_list = [methods] if isinstance(methods, str) else [m.upper() for m in methods]
+        if credentials:
+            _warn_credentials(origin, expose_headers)
         return cls(
             origin=origin,
             methods=_header_list(method_list, "methods"),
@@ -97,17 +108,15 @@ class CorsOptions:
     @property
     def varies(self) -> bool:
         """Does the Allow-Origin answer depend on the request's Origin?"""
-        return self.origin != "*" or self.credentials
+        return self.origin != "*"
 
     def allowed_origin(self, origin: str | None) -> str | None:
         """The Access-Control-Allow-Origin value for this request, or None."""
-        if not origin:
-            return None
         policy = self.origin
         if policy == "*":
-            if not self.credentials:
-                return "*"
-            return None if origin == "null" else origin
+            return "*"  # with credentials too: browsers then refuse it (h3 v2)
+        if not origin:
+            return None
         if callable(policy):
             return origin if policy(origin) else None
         for allowed in policy:
@@ -123,7 +132,7 @@ def cors(
     origin: OriginPolicy = "*",
     methods: str | Sequence[str] = "*",
     allow_headers: str | Sequence[str] = "*",
-    expose_headers: str | Sequence[str] | None = None,
+    expose_headers: str | Sequence[str] | None = "*",
     credentials: bool = False,
     max_age: int | None = None,
 ) -> Middleware:
@@ -161,7 +170,7 @@ def append_cors_headers(event: H3Event, options: CorsOptions) -> None:
     event.set_header("access-control-allow-origin", allow)
     if options.credentials:
         event.set_header("access-control-allow-credentials", "true")
-    if options.expose_headers:
+    if options.expose_headers and not (options.credentials and options.expose_headers == "*"):
         event.set_header("access-control-expose-headers", options.expose_headers)
 
 
@@ -195,9 +204,7 @@ def _allow_methods(event: H3Event, options: CorsOptions) -> str | None:
 def _allow_headers(event: H3Event, options: CorsOptions) -> str | None:
     if options.allow_headers == "*":
         requested = event.headers.get("access-control-request-headers")
-        if requested:
-            return requested
-        return None if options.credentials else "*"
+        return requested or None
     return options.allow_headers
 
 
@@ -210,3 +217,27 @@ def _add_vary(event: H3Event) -> None:
         ):
             return
     event.append_header("vary", "Origin")
+
+
+def _warn_credentials(origin: OriginPolicy, expose_headers: str | Sequence[str] | None) -> None:
+    """h3 v2's configuration warnings, once per process each."""
+    messages = []
+    if origin == "*":
+        messages.append(
+            "cors: credentials=True with origin='*' sends a literal '*', which browsers "
+            "refuse for credentialed requests; list the allowed origins"
+        )
+    elif not callable(origin) and "null" in list(origin):
+        messages.append(
+            "cors: credentials=True with the 'null' origin shares credentials with every "
+            "sandboxed iframe and file: page"
+        )
+    if expose_headers == "*":
+        messages.append(
+            "cors: credentials=True with expose_headers='*' exposes nothing (browsers read "
+            "'*' literally with credentials); list the headers"
+        )
+    for message in messages:
+        if message not in _warned:
+            _warned.add(message)
+            logger.warning(message)

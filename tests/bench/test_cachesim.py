@@ -15,7 +15,7 @@ from h3lab.bench.cachesim import (
     simulate_policy,
     sizes_for,
 )
-from h3lab.bench.workloads import route_table, scan, zipf
+from h3lab.bench.workloads import make_workload, route_table, scan, zipf
 from h3lab.cache import CACHES
 
 
@@ -156,3 +156,60 @@ def test_libcachesim_belady_matches_ours_without_bypass() -> None:
         assert row["hits"] == belady(keys, row["size"], bypass=False)[0]
     with pytest.raises(ValueError, match="no policy"):
         libcachesim_hit_ratios(keys, policies=("nonesuch",), sizes=[4])
+
+
+_HIT_RATIO_SCRIPT = """
+from h3lab.bench.cachesim import simulate
+from h3lab.bench.workloads import make_workload, route_table
+keys = make_workload("zipf", table=route_table(300, seed=1), s=0.9, seed=2).keys(6000)
+rows = simulate(keys, policies=["wtinylfu"], fractions=[0.05, 0.2], bounds=())
+print(" ".join(repr(r["hit_ratio"]) for r in rows))
+"""
+
+
+def test_wtinylfu_hit_ratios_do_not_depend_on_the_hash_seed() -> None:
+    import os
+    import subprocess
+    import sys
+
+    outputs = []
+    for seed in ("1", "2", "12345"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run([sys.executable, "-c", _HIT_RATIO_SCRIPT], env=env,
+                              capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+        outputs.append(done.stdout.strip())
+    assert outputs[0] and len(outputs[0].split()) == 2
+    assert outputs[0] == outputs[1] == outputs[2]
+
+
+def test_stable_hash_is_the_documented_function() -> None:
+    from zlib import crc32
+
+    from h3lab.cache.sketch import stable_hash
+
+    expected = ((crc32(b"GET\0/users/1") + 1) * 0x9E3779B97F4A7C15) & ((1 << 64) - 1)
+    assert stable_hash(("GET", "/users/1")) == expected
+    assert stable_hash(("GET", "/users/1"), seed=7) != expected
+    assert stable_hash(("GET", "/a\udcff")) > 0  # surrogate-escaped bytes hash too
+    assert stable_hash("x") == stable_hash("x") and stable_hash(("a", "b", "c")) > 0
+
+
+def test_cross_check_holds_every_policy_to_its_stated_bound() -> None:
+    pytest.importorskip("libcachesim")
+    from h3lab.bench.cachesim import WTINYLFU_MIN_SIZE, WTINYLFU_SKEWED_BOUND, cross_check
+
+    table = route_table(1000, seed=0)
+    for name, workload in (
+        ("zipf-0.8", zipf(table, s=0.8, seed=0)),
+        ("scan", make_workload("scan", table=table, seed=0)),
+    ):
+        keys = workload.keys(8_000)
+        rows = cross_check(keys, [50, 150, 600], workload_name=name)
+        policies = {r["policy"] for r in rows}
+        assert policies == {"lru", "fifo", "wtinylfu", "belady"}
+        assert all(r["size"] >= WTINYLFU_MIN_SIZE for r in rows if r["policy"] == "wtinylfu")
+        bad = [r for r in rows if not r["within"]]
+        assert not bad, bad
+        if name.startswith("zipf"):
+            gaps = [abs(r["gap"]) for r in rows if r["policy"] == "wtinylfu"]
+            assert max(gaps) <= WTINYLFU_SKEWED_BOUND, gaps

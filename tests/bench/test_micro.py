@@ -189,7 +189,7 @@ def test_run_cases_interleaves_samples() -> None:
         return Case("t", name, 0, "w", fn)
 
     rows = micro.run_cases([make("A"), make("B")], repetitions=3, warmups=0, min_time=0.0001)
-    assert order[-6:] == ["A", "B", "A", "B", "A", "B"]
+    assert order[-6:] == ["A", "B", "B", "A", "A", "B"]  # interleaved, rotated each round
     assert [r["repetition"] for r in rows] == [0, 0, 1, 1, 2, 2]
 
 

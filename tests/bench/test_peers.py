@@ -138,7 +138,14 @@ def test_compare_interleaves_and_produces_ratio_rows() -> None:
         warmup=0,
         progress=progress.append,
     )
-    assert [p.split(" ")[0] for p in progress] == ["h3lab-performance", "raw"] * 2
+    # run_rounds: the order rotates each round; every line names study, server and round
+    assert [p.split(" | ")[1] for p in progress] == [
+        "h3lab-performance",
+        "raw",
+        "raw",
+        "h3lab-performance",
+    ]
+    assert progress[0].startswith("bench-peers | h3lab-performance | round 1/2 | plaintext: ")
     rps = [r for r in rows if r["metric"] == "throughput_rps"]
     assert {(r["server"], r["repetition"]) for r in rps} == {
         ("h3lab-performance", 0),
@@ -155,6 +162,9 @@ def test_compare_interleaves_and_produces_ratio_rows() -> None:
     table = ratio_table(rows)
     assert {r["server"] for r in table} == {"h3lab-performance", "raw"}
     assert all(r["n"] == 2 and r["rps"] > 0 for r in table)
+    raw = next(r for r in table if r["server"] == "raw")
+    assert raw["ratio_lo"] <= raw["ratio_hi"] and raw["significant"] in (True, False)
+    assert any(r["metric"] == "phase_server_cpu_percent" for r in rows)
 
 
 def test_compare_rejects_bad_arguments() -> None:

@@ -83,14 +83,14 @@ def test_stability_warnings_follow_pyperf() -> None:
     assert any("min" in w and "below the mean" in w for w in low)
 
 
-def test_interleave_round_robin_order() -> None:
+def test_interleave_round_robin_order_rotates_each_round() -> None:
     assert interleave(["A", "B", "C"], 2) == [
         ("A", 0),
         ("B", 0),
         ("C", 0),
-        ("A", 1),
         ("B", 1),
         ("C", 1),
+        ("A", 1),
     ]
     assert interleave(["A"], 0) == []
     with pytest.raises(ValueError):

@@ -140,3 +140,79 @@ def test_real_wrk_run_against_h3lab() -> None:
     assert result.latency["p99_9_ms"] is not None  # from the done() line
     # wrk stops without counting what is in flight: at most a batch per connection
     assert 0 <= (after - before - 1) - result.requests <= 8 * 2
+
+
+class _PathCounter:
+    """A tiny HTTP/1.1 server on a thread that answers every GET and counts its paths."""
+
+    def __init__(self) -> None:
+        import collections
+        import threading
+
+        self.counts: collections.Counter[str] = collections.Counter()
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self.port = self._sock.getsockname()[1]
+        self._stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self._stop:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buf = b""
+        with conn:
+            while True:
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                buf += data
+                out = []
+                while b"\r\n\r\n" in buf:
+                    head, buf = buf.split(b"\r\n\r\n", 1)
+                    self.counts[head.split(b" ", 2)[1].decode()] += 1
+                    out.append(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                try:
+                    conn.sendall(b"".join(out))
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        self._stop = True
+        self._sock.close()
+
+
+@needs_wrk
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("paths", "depth"), [(["/a", "/b", "/c"], 2), (["/a", "/b"], 3)])
+def test_pipelined_paths_are_sent_equally_often(paths: list[str], depth: int) -> None:
+    # 3 paths at depth 2 once sent /a half the time (the last batch wrapped round).
+    server = _PathCounter()
+    try:
+        run_wrk(f"http://127.0.0.1:{server.port}/", connections=1, duration=1,
+                paths=paths, pipelining=depth)  # fmt: skip
+    finally:
+        server.close()
+    counts = [server.counts[p] for p in paths]
+    assert set(server.counts) == set(paths)
+    total = sum(counts)
+    assert total > 100
+    # One connection cycles through lcm(len(paths), depth) requests: shares differ
+    # only by the last, unfinished cycle (and the pipelined batch in flight).
+    assert max(counts) - min(counts) <= 2 * depth, counts
+
+
+def test_lua_script_builds_lcm_batches() -> None:
+    script = lua_script(["/a", "/b", "/c"], pipelining=2)
+    assert "gcd(#list, depth)" in script and "math.ceil" not in script

@@ -106,8 +106,16 @@ def test_export_readme_figures(tmp_path: Path) -> None:
     root = tmp_path / "runs"
     make_run(root, "alpha", "20260101T000000000Z-aaaaaa", figures=("hit_ratio",))
     written = export_figures(root, tmp_path / "figs", (("alpha", "hit_ratio"),))
-    assert sorted(p.name for p in written) == ["alpha-hit_ratio.png", "alpha-hit_ratio.svg"]
+    assert sorted(p.name for p in written) == [
+        "PROVENANCE.md",
+        "alpha-hit_ratio.png",
+        "alpha-hit_ratio.svg",
+    ]
     assert all(p.stat().st_size > 0 for p in written)
+    table = (tmp_path / "figs" / "PROVENANCE.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| alpha-hit_ratio.png"))
+    # run id, mode and validity of the run the figure came from
+    assert "20260101T000000000Z-aaaaaa" in row and "| quick |" in row and "| unknown |" in row
     with pytest.raises(ValueError, match=r"no figures/missing\.png"):
         export_figures(root, tmp_path / "figs", (("alpha", "missing"),))
     with pytest.raises(ValueError, match="no successful run of 'beta'"):

@@ -161,9 +161,9 @@ def test_a_cell_timeout_is_a_failure_too(tiny_repo: Path) -> None:
     study = registry.get("tiny")
     result = runner.run_study(
         study,
-        {"sleep": "60"},
+        {"sleep": "120"},
         root=tiny_repo / "runs",
-        execution_timeout=3,
+        execution_timeout=30,  # the setup cell (imports) must fit even on a busy machine
         progress=False,
         html=False,
     )
