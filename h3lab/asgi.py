@@ -9,12 +9,15 @@ exists so the same app can be deployed and compared under other servers.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
+from collections.abc import AsyncIterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_from_bytes, unquote
 
 from h3lab.errors import HTTPError
+from h3lab.response import JSON_TYPE as JSON
 from h3lab.response import Response
 from h3lab.routing import routing_path
 from h3lab.server.http11 import NO_BODY_STATUSES, UnsafeHeader, encode_headers
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("h3lab.asgi")
 
 Scope = dict[str, Any]
+
+_FRAMING = frozenset(("content-length", "transfer-encoding"))
 
 
 class ASGIAdapter:
@@ -64,25 +69,69 @@ class ASGIAdapter:
             self._startup()
         event = app.pool.acquire()
         try:
+            # The event is filled before the body is read, so that a 413 (and
+            # the on_error hook that sees it) knows the real method and path.
+            _fill_event(event, scope)
+            head_only = event.method == "HEAD"
             try:
                 event._body = await _read_body(receive, app.config.limits.max_body_size)
+            except ClientDisconnected:
+                return  # the client left mid-body: the handler never sees a partial body
             except HTTPError as exc:
-                await _send_response(send, app.error_response(event, exc), head_only=False)
+                await self._send(send, receive, event, self._error(event, exc), head_only)
                 return
-            _fill_event(event, scope)
             try:
                 result = app.handle(event)
                 if inspect.isawaitable(result):
                     result = await result
                 response = app.response_for(event, result)
             except Exception as exc:
-                response = app.error_response(event, exc)
-            try:
-                await _send_response(send, response, head_only=event.method == "HEAD")
-            except UnsafeHeader as exc:
-                await _send_response(send, app.error_response(event, exc), head_only=False)
+                response = self._error(event, exc)
+            await self._send(send, receive, event, response, head_only)
         finally:
             app.pool.release(event)
+
+    def _error(self, event: Any, exc: BaseException) -> Response:
+        """The error response, through the same steps as the built-in server's:
+        ``error_response`` (on_error), then ``response_for`` (staged headers such
+        as CORS merged in, on_response). Any failure on the way (a hook, data
+        that cannot be encoded) gives the plain 500."""
+        try:
+            return self.app.response_for(event, self.app.error_response(event, exc))
+        except Exception:
+            logger.exception("building the error response failed for %s", event.path)
+            return _plain_500()
+
+    async def _send(
+        self, send: Any, receive: Any, event: Any, response: Response, head_only: bool
+    ) -> None:
+        try:
+            start = _response_start(response, head_only)
+        except (UnsafeHeader, UnicodeEncodeError) as exc:
+            # Never a byte of an unsafe head: the error response instead.
+            response = self._error(event, exc)
+            try:
+                start = _response_start(response, head_only)
+            except (UnsafeHeader, UnicodeEncodeError):
+                response = _plain_500()
+                start = _response_start(response, head_only)
+        try:
+            await _send_response(send, receive, response, start, head_only)
+        except StreamFailedEarly as exc:
+            error = self._error(event, exc.__cause__ or exc)
+            if error.streaming:  # an on_error hook that streams: not twice
+                error = _plain_500()
+            await _send_response(send, receive, error, _response_start(error, False), False)
+
+
+class ClientDisconnected(Exception):
+    """``http.disconnect`` arrived before the whole request body."""
+
+
+def _plain_500() -> Response:
+    return Response(
+        b'{"status":500,"message":"Internal Server Error","data":null}', 500, None, JSON
+    )
 
 
 def _fill_event(event: Any, scope: Scope) -> None:
@@ -109,7 +158,7 @@ async def _read_body(receive: Any, limit: int) -> bytes:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise ClientDisconnected()
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -121,22 +170,103 @@ async def _read_body(receive: Any, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _send_response(send: Any, response: Response, *, head_only: bool) -> None:
-    encode_headers(response.headers)  # raises UnsafeHeader before anything is sent
-    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
+def _response_start(response: Response, head_only: bool) -> dict[str, Any]:
+    """The ``http.response.start`` message; raises before anything is sent if a
+    header would split the response or cannot be sent as Latin-1.
+
+    Framing is the transport's job, as on the built-in server (``http11.response_head``):
+    a handler's Content-Length / Transfer-Encoding is dropped, the length is
+    derived from the body. The one use kept: a HEAD answered from a streamed
+    body, where only the handler knows the length (static files).
+    """
+    encode_headers(response.headers)  # UnsafeHeader on CR/LF/NUL or a bad name
+    user_length: str | None = None
+    headers: list[tuple[bytes, bytes]] = []
+    for name, value in response.headers:
+        lower = name.lower()
+        if lower in _FRAMING:
+            if lower == "content-length":
+                user_length = value.strip()
+            continue
+        headers.append((lower.encode("latin-1"), value.encode("latin-1")))
+    status = response.status
+    if status not in NO_BODY_STATUSES:
+        if not response.streaming:
+            headers.append((b"content-length", b"%d" % len(response.body)))  # type: ignore[arg-type]
+        elif head_only and user_length is not None:
+            headers.append((b"content-length", user_length.encode("latin-1")))
+    return {"type": "http.response.start", "status": status, "headers": headers}
+
+
+async def _send_response(
+    send: Any, receive: Any, response: Response, start: dict[str, Any], head_only: bool
+) -> None:
     no_body = head_only or response.status in NO_BODY_STATUSES
     if not response.streaming:
-        body: bytes = response.body  # type: ignore[assignment]
-        if response.status not in NO_BODY_STATUSES:
-            headers.append((b"content-length", b"%d" % len(body)))
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if no_body else body})
+        await send(start)
+        await send({"type": "http.response.body", "body": b"" if no_body else response.body})
         return
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    if not no_body:
-        async for chunk in response.body:  # type: ignore[union-attr]
+    body: Any = response.body
+    try:
+        if no_body:
+            await send(start)
+            await send({"type": "http.response.body", "body": b""})
+        else:
+            await _stream_until_disconnect(send, receive, start, body)
+    finally:
+        # A dropped body (HEAD, 204/304) or one cut short is closed, so that its
+        # generator's cleanup runs now rather than whenever it is collected.
+        aclose = getattr(body, "aclose", None)
+        if aclose is not None:
+            try:
+                await aclose()
+            except Exception:
+                logger.debug("closing a streaming body failed", exc_info=True)
+
+
+class StreamFailedEarly(Exception):
+    """The streamed body failed before its first chunk: nothing was sent yet,
+    so the answer can still be a 500 (``__cause__`` is the body's error)."""
+
+
+async def _stream_until_disconnect(
+    send: Any, receive: Any, start: dict[str, Any], body: AsyncIterable[Any]
+) -> None:
+    """Send ``body`` while listening for ``http.disconnect`` (Starlette's
+    ``StreamingResponse``): a client that leaves stops the stream, instead of
+    a generator (an SSE feed) running on forever and holding up shutdown.
+
+    The first chunk is pulled before the status is committed, so a body that
+    fails at once still becomes a 500 (``StreamFailedEarly``).
+    """
+
+    async def pump() -> None:
+        chunks = aiter(body)
+        try:
+            chunk = await anext(chunks, None)
+        except Exception as exc:
+            raise StreamFailedEarly() from exc
+        await send(start)
+        while chunk is not None:
             if isinstance(chunk, str):
                 chunk = chunk.encode()
             if chunk:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    await send({"type": "http.response.body", "body": b""})
+            chunk = await anext(chunks, None)
+        await send({"type": "http.response.body", "body": b""})
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    pumping = asyncio.ensure_future(pump())
+    watching = asyncio.ensure_future(watch())
+    try:
+        await asyncio.wait((pumping, watching), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (pumping, watching):
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(pumping, watching, return_exceptions=True)
+    if not pumping.cancelled() and pumping.exception() is not None:
+        raise pumping.exception()  # type: ignore[misc]
