@@ -26,10 +26,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from h3lab.callables import is_async_callable
 from h3lab.config import Config
 from h3lab.errors import HTTPError
 from h3lab.event import H3Event
 from h3lab.memory import make_memory
+from h3lab.methods import METHODS
 from h3lab.middleware import Layer, make_execution
 from h3lab.pool import make_pool
 from h3lab.response import Response, json_bytes, to_response
@@ -37,8 +39,6 @@ from h3lab.routing import ANY_METHOD, Route, make_router, routing_path
 
 logger = logging.getLogger("h3lab")
 error_logger = logging.getLogger("h3lab.error")
-
-METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE")
 
 Handler = Callable[[H3Event], Any]
 Hook = Callable[..., Any]
@@ -118,7 +118,7 @@ class H3:
                 fn,
                 index=self._route_count,
                 middleware=tuple(Layer.of(m) for m in middleware),
-                meta={**(meta or {}), "is_async": _is_async(fn)},
+                meta={**(meta or {}), "is_async": is_async_callable(fn)},
             )
             self.router.add(route)  # raises ValueError on a duplicate or a bad pattern
             self._route_count += 1
@@ -316,10 +316,3 @@ class H3:
         from h3lab.asgi import ASGIAdapter
 
         return ASGIAdapter(self)
-
-
-def _is_async(fn: Callable[..., Any]) -> bool:
-    if inspect.iscoroutinefunction(fn):
-        return True
-    call = getattr(fn, "__call__", None)  # noqa: B004 - callable objects with async __call__
-    return call is not None and inspect.iscoroutinefunction(call)

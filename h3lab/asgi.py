@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_from_bytes, unquote
 
 from h3lab.errors import HTTPError
+from h3lab.methods import METHODS
 from h3lab.response import JSON_TYPE as JSON
-from h3lab.response import Response
+from h3lab.response import Response, json_bytes
 from h3lab.routing import routing_path
 from h3lab.server.http11 import NO_BODY_STATUSES, UnsafeHeader, encode_headers
 
@@ -73,6 +74,10 @@ class ASGIAdapter:
             # the on_error hook that sees it) knows the real method and path.
             _fill_event(event, scope)
             head_only = event.method == "HEAD"
+            if event.method not in METHODS:
+                # As the built-in server: never routed (CONNECT would ask for a tunnel).
+                await self._send(send, receive, event, _not_implemented(event.method), head_only)
+                return
             try:
                 event._body = await _read_body(receive, app.config.limits.max_body_size)
             except ClientDisconnected:
@@ -126,6 +131,12 @@ class ASGIAdapter:
 
 class ClientDisconnected(Exception):
     """``http.disconnect`` arrived before the whole request body."""
+
+
+def _not_implemented(method: str) -> Response:
+    message = f"Method {method} is not implemented"
+    body = json_bytes({"status": 501, "message": message, "data": None})
+    return Response(body, 501, None, JSON)
 
 
 def _plain_500() -> Response:

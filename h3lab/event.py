@@ -154,7 +154,14 @@ class H3Event:
         return self._body
 
     async def text(self) -> str:
-        return self._body.decode(self._charset(), errors="replace")
+        """The body decoded with its declared charset (UTF-8 by default); 400
+        for a charset Python does not know or that is not a text encoding."""
+        charset = self._charset()
+        try:
+            return self._body.decode(charset, errors="replace")
+        except (LookupError, ValueError):  # unknown ("x-nope") or not text ("rot13")
+            reason = f"unsupported charset {charset!r}"
+            raise HTTPError(400, "Invalid text body", {"reason": reason}) from None
 
     async def json(self) -> Any:
         """The body parsed as JSON; 400 when it is not valid JSON."""
@@ -165,6 +172,10 @@ class H3Event:
                 self._json = json.loads(self._body)
             except (ValueError, UnicodeDecodeError) as exc:
                 raise HTTPError(400, "Invalid JSON body", {"reason": str(exc)}) from None
+            except RecursionError:
+                # A client's input, not a server fault: ``[[[[...`` 100,000 deep.
+                reason = "nested too deeply"
+                raise HTTPError(400, "Invalid JSON body", {"reason": reason}) from None
         return self._json
 
     async def form(self) -> Any:

@@ -222,3 +222,64 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+async def asgi_request(
+    app: H3,
+    method: str,
+    path: str,
+    *,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    body: bytes | list[bytes] = b"",
+    disconnect_after_body: bool = False,
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Drive ``app.asgi`` in process (no socket): (status, headers, body).
+
+    ``body`` as a list arrives in that many ``http.request`` messages;
+    ``disconnect_after_body`` sends ``http.disconnect`` instead of its end.
+    Any exception escaping ``app.asgi`` propagates to the test.
+    """
+    target, _, query = path.partition("?")
+    pieces = body if isinstance(body, list) else [body]
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": piece, "more_body": i < len(pieces) - 1}
+        for i, piece in enumerate(pieces)
+    ]
+    if disconnect_after_body:
+        messages[-1]["more_body"] = True
+        messages.append({"type": "http.disconnect"})
+    pending = iter(messages)
+    done = asyncio.Event()
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        message = next(pending, None)
+        if message is not None:
+            return message
+        await done.wait()  # the response is complete: the client "leaves"
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            done.set()
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": target,
+        "raw_path": target.encode(),
+        "query_string": query.encode(),
+        "headers": headers or [],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+    await app.asgi(scope, receive, send)
+    if not sent:
+        return 0, [], b""
+    start = sent[0]
+    data = b"".join(m.get("body", b"") for m in sent[1:])
+    return start["status"], list(start["headers"]), data

@@ -57,6 +57,7 @@ from urllib.parse import quote_from_bytes, unquote
 import httptools
 
 from h3lab.errors import HTTPError
+from h3lab.methods import ALLOW_ALL
 from h3lab.response import JSON_TYPE, Response, json_encode
 from h3lab.routing import routing_path
 from h3lab.server import framing, http11
@@ -102,7 +103,6 @@ _RARE_NAME_SIZES = frozenset(len(n) for n in _RARE_NAMES | _CONNECTION_NAMES)
 _RARE_NAME_KEYS = frozenset(len(n) << 8 | n[0] for n in _RARE_NAMES | _CONNECTION_NAMES)
 
 _SAFE_PATH = "/%:@!$&'()*+,;=-._~"
-_ALLOW_ALL = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE"
 
 
 class _Held:
@@ -1162,7 +1162,7 @@ def _set_target(event: H3Event, url: bytes) -> None:
 
 def _options_star() -> Response:
     """``OPTIONS *``: what the server as a whole supports."""
-    return Response(None, 200, [("allow", _ALLOW_ALL)])
+    return Response(None, 200, [("allow", ALLOW_ALL)])
 
 
 async def _drive(coro: Any, yielded: Any) -> Any:
