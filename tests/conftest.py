@@ -277,7 +277,12 @@ async def asgi_request(
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 80),
     }
-    await app.asgi(scope, receive, send)
+    try:
+        await app.asgi(scope, receive, send)
+    finally:
+        # Without a lifespan, the adapter installs the memory strategy at the
+        # first request: undo it so no GC setting outlives the test.
+        app.memory.close()
     if not sent:
         return 0, [], b""
     start = sent[0]
