@@ -1,10 +1,30 @@
 """Run an ``H3`` app under any ASGI 3 server (uvicorn, granian, gunicorn workers).
 
-The adapter reads the body (enforcing ``limits.max_body_size``), fills a pooled
-event exactly as the built-in server does, runs ``app.handle`` and sends the
-converted response, streaming async-iterator bodies with ``more_body``. The
-built-in server is faster (no ASGI message dicts per request); the adapter
-exists so the same app can be deployed and compared under other servers.
+The adapter follows the built-in server's request lifecycle step for step,
+so that one app answers the same on both (tests/test_app.py and
+tests/test_correctness.py run on both transports):
+
+1. a pooled event is filled from the scope *before* the body is read (a 413
+   and its ``on_error`` hook see the real method and path); a method h3lab
+   does not serve (CONNECT, PROPFIND...) is a 501, never routed;
+2. the body is read up to ``limits.max_body_size`` (413 beyond); a client
+   that disconnects mid-body never reaches the handler;
+3. ``app.handle`` runs; the value goes through ``app.response_for`` and an
+   exception through ``app.error_response`` then ``response_for`` (staged
+   headers such as CORS kept, ``on_response`` called); a failure while
+   building an error response (a hook, unencodable data) is the plain 500;
+4. framing is the transport's: a handler's Content-Length/Transfer-Encoding
+   is dropped and the length derived from the body (kept only for a HEAD of
+   a streamed body); a header that would split the response is a 500;
+5. a streamed body's first chunk is pulled before the status is sent (a body
+   failing at once is still a 500), then chunks are sent while
+   ``http.disconnect`` is listened for beside them (Starlette's
+   ``StreamingResponse``): a client that leaves stops the stream, and the
+   body is always closed (its ``finally`` runs), HEAD included.
+
+The built-in server is faster (no ASGI message dicts per request); the
+adapter exists so the same app can be deployed and compared under other
+servers.
 """
 
 from __future__ import annotations
@@ -279,5 +299,8 @@ async def _stream_until_disconnect(
             if not task.done():
                 task.cancel()
         await asyncio.gather(pumping, watching, return_exceptions=True)
-    if not pumping.cancelled() and pumping.exception() is not None:
-        raise pumping.exception()  # type: ignore[misc]
+    error = None if pumping.cancelled() else pumping.exception()
+    if error is not None and not isinstance(error, OSError):
+        # OSError: a server whose send() raises once the client has gone
+        # (ASGI 2.4); that is the disconnect, not a failure.
+        raise error
