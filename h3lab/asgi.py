@@ -10,9 +10,9 @@ tests/test_correctness.py run on both transports):
 2. the body is read up to ``limits.max_body_size`` (413 beyond); a client
    that disconnects mid-body never reaches the handler;
 3. ``app.handle`` runs; the value goes through ``app.response_for`` and an
-   exception through ``app.error_response`` then ``response_for`` (staged
-   headers such as CORS kept, ``on_response`` called); a failure while
-   building an error response (a hook, unencodable data) is the plain 500;
+   exception through ``app.error_response``, both final and shared with the
+   built-in server (hooks run, staged headers such as CORS kept, a failure
+   while building an error response is the plain 500);
 4. framing is the transport's: a handler's Content-Length/Transfer-Encoding
    is dropped and the length derived from the body (kept only for a HEAD of
    a streamed body); a header that would split the response is a 500;
@@ -36,6 +36,7 @@ from collections.abc import AsyncIterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote_from_bytes, unquote
 
+from h3lab.app import plain_500
 from h3lab.errors import HTTPError
 from h3lab.methods import METHODS
 from h3lab.response import JSON_TYPE as JSON
@@ -45,6 +46,7 @@ from h3lab.server.http11 import NO_BODY_STATUSES, UnsafeHeader, encode_headers
 
 if TYPE_CHECKING:
     from h3lab.app import H3
+
 
 logger = logging.getLogger("h3lab.asgi")
 
@@ -74,6 +76,8 @@ class ASGIAdapter:
                 self._startup()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                # event.wait_until work gets the grace period, as on the built-in server.
+                await self.app.wait_background(self.app.config.limits.shutdown_grace)
                 self.app.memory.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -109,23 +113,22 @@ class ASGIAdapter:
                 result = app.handle(event)
                 if inspect.isawaitable(result):
                     result = await result
-                response = app.response_for(event, result)
             except Exception as exc:
                 response = self._error(event, exc)
+            else:
+                response = app.response_for(event, result)  # final; never raises
             await self._send(send, receive, event, response, head_only)
         finally:
             app.pool.release(event)
 
     def _error(self, event: Any, exc: BaseException) -> Response:
-        """The error response, through the same steps as the built-in server's:
-        ``error_response`` (on_error), then ``response_for`` (staged headers such
-        as CORS merged in, on_response). Any failure on the way (a hook, data
-        that cannot be encoded) gives the plain 500."""
+        """The final error response (``app.error_response``: on_error, staged
+        headers such as CORS, on_response), as the built-in server sends it."""
         try:
-            return self.app.response_for(event, self.app.error_response(event, exc))
-        except Exception:
+            return self.app.error_response(event, exc)
+        except Exception:  # it is not meant to raise; if it ever does, still an answer
             logger.exception("building the error response failed for %s", event.path)
-            return _plain_500()
+            return plain_500()
 
     async def _send(
         self, send: Any, receive: Any, event: Any, response: Response, head_only: bool
@@ -138,14 +141,14 @@ class ASGIAdapter:
             try:
                 start = _response_start(response, head_only)
             except (UnsafeHeader, UnicodeEncodeError):
-                response = _plain_500()
+                response = plain_500()
                 start = _response_start(response, head_only)
         try:
             await _send_response(send, receive, response, start, head_only)
         except StreamFailedEarly as exc:
             error = self._error(event, exc.__cause__ or exc)
             if error.streaming:  # an on_error hook that streams: not twice
-                error = _plain_500()
+                error = plain_500()
             await _send_response(send, receive, error, _response_start(error, False), False)
 
 
@@ -157,12 +160,6 @@ def _not_implemented(method: str) -> Response:
     message = f"Method {method} is not implemented"
     body = json_bytes({"status": 501, "message": message, "data": None})
     return Response(body, 501, None, JSON)
-
-
-def _plain_500() -> Response:
-    return Response(
-        b'{"status":500,"message":"Internal Server Error","data":null}', 500, None, JSON
-    )
 
 
 def _fill_event(event: Any, scope: Scope) -> None:

@@ -18,7 +18,7 @@ from h3lab import H3, Config, HTTPError, Response
 from h3lab.event import H3Event
 from h3lab.methods import ALLOW_ALL, METHODS
 from h3lab.utils import cors, serve_static
-from tests.conftest import asgi_request, raw_exchange
+from tests.conftest import asgi_request, raw_exchange, start_uvicorn, stop_uvicorn
 
 ORIGIN = "https://app.example"
 
@@ -336,3 +336,33 @@ async def test_text_with_an_unknown_charset_is_a_400(transport: Any) -> None:
     assert (await live.fetch("POST", "/text", data=b"caf\xe9", headers=headers))[
         2
     ] == "café".encode()
+
+
+# -- 0b, ASGI side: wait_until work is waited for at lifespan shutdown ------------
+
+
+async def test_asgi_lifespan_shutdown_waits_for_wait_until_work() -> None:
+    done: list[str] = []
+    app = H3()
+
+    @app.get("/audit")
+    def audit(event: H3Event) -> str:
+        path = event.path
+
+        async def later() -> None:
+            await asyncio.sleep(0.2)
+            done.append(path)  # read before: the event may be recycled by now
+
+        event.wait_until(later())
+        return "accepted"
+
+    server, port = await start_uvicorn(app.asgi)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /audit HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        assert (await reader.read()).endswith(b"accepted")
+        writer.close()
+        assert done == []  # answered before the work finished
+    finally:
+        await stop_uvicorn(server)
+    assert done == ["/audit"]
