@@ -8,13 +8,16 @@ httptools calls back as it parses: ``on_message_begin``, ``on_url``,
 at ``on_message_complete``, when its body is complete: handlers always see a
 whole body.
 
-Dispatch runs the app's chain *inline* in the parser callback. When the chain
-returns a coroutine it is stepped once with ``send(None)``: if it finishes
-without suspending (the common case: no real I/O in the handler), the
-response is written right there and no asyncio Task is ever created. Only a
-coroutine that really suspends is handed to a Task (``_continue``), and while
-it runs, later pipelined requests wait in ``self.queue`` so responses leave
-in request order.
+Every request runs in its own asyncio Task, in its own copy of the
+``contextvars`` context (``_serve``: handler, conversion, response, release),
+so ``asyncio.current_task()``, ``asyncio.timeout`` and ``ContextVar``s behave
+exactly as under uvicorn. The task is started *eagerly*
+(``h3lab.server.tasks``): its first step runs inside the parser callback, so
+a handler that does not suspend (the common case: no real I/O) is answered
+right there, with no event-loop round trip. A task that suspends holds
+``self.running`` until it ends (``_request_done``, a done callback), and
+later pipelined requests wait in ``self.queue`` meanwhile, so responses
+leave in request order.
 
 Hostile input (see ``h3lab.server.framing`` for who refuses what)
 ------------------------------------------------------------------
