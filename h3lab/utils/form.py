@@ -24,6 +24,7 @@ Limits and known behaviour:
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -209,6 +210,7 @@ def _parse_multipart(
         body = body[at + 2 :]
     reader = _MultipartReader(max_fields, max_files, max_part_size)
     parser = MultipartParser(boundary.encode("latin-1"), reader.callbacks())
+    parser.logger = _PARSER_LOG
     try:
         # Fed in pieces: the limits are checked as parts arrive, and a body
         # of 15,000 tiny parts stops at the first part over the limit.
@@ -228,6 +230,12 @@ def _is_empty_multipart(body: bytes, delimiter: bytes) -> bool:
 
 
 _FEED_SIZE = 64 * 1024
+# python-multipart logs a warning for each malformed body before raising; a
+# client's bad body is its 400, not a server problem, and one warning per
+# request would let any client flood the logs. Its own logger, quiet below
+# ERROR (set the level lower to see them).
+_PARSER_LOG = logging.getLogger("h3lab.form.multipart")
+_PARSER_LOG.setLevel(logging.ERROR)
 _NONE: tuple[str, dict[str, str]] = ("", {})
 
 
