@@ -42,7 +42,7 @@ from h3lab.methods import METHODS
 from h3lab.response import JSON_TYPE as JSON
 from h3lab.response import Response, json_bytes
 from h3lab.routing import routing_path
-from h3lab.server.http11 import NO_BODY_STATUSES, UnsafeHeader, encode_headers
+from h3lab.server.http11 import NO_BODY_STATUSES, UnsafeHeader, header_fields
 
 if TYPE_CHECKING:
     from h3lab.app import H3
@@ -52,7 +52,7 @@ logger = logging.getLogger("h3lab.asgi")
 
 Scope = dict[str, Any]
 
-_FRAMING = frozenset(("content-length", "transfer-encoding"))
+_FRAMING = frozenset((b"content-length", b"transfer-encoding"))
 
 
 class ASGIAdapter:
@@ -135,12 +135,12 @@ class ASGIAdapter:
     ) -> None:
         try:
             start = _response_start(response, head_only)
-        except (UnsafeHeader, UnicodeEncodeError) as exc:
+        except UnsafeHeader as exc:
             # Never a byte of an unsafe head: the error response instead.
             response = self._error(event, exc)
             try:
                 start = _response_start(response, head_only)
-            except (UnsafeHeader, UnicodeEncodeError):
+            except UnsafeHeader:
                 response = plain_500()
                 start = _response_start(response, head_only)
         try:
@@ -199,30 +199,31 @@ async def _read_body(receive: Any, limit: int) -> bytes:
 
 
 def _response_start(response: Response, head_only: bool) -> dict[str, Any]:
-    """The ``http.response.start`` message; raises before anything is sent if a
-    header would split the response or cannot be sent as Latin-1.
+    """The ``http.response.start`` message; raises ``UnsafeHeader`` before
+    anything is sent if a header would split the response or cannot be sent.
 
     Framing is the transport's job, as on the built-in server (``http11.response_head``):
     a handler's Content-Length / Transfer-Encoding is dropped, the length is
     derived from the body. The one use kept: a HEAD answered from a streamed
     body, where only the handler knows the length (static files).
     """
-    encode_headers(response.headers)  # UnsafeHeader on CR/LF/NUL or a bad name
-    user_length: str | None = None
+    user_length: bytes | None = None
     headers: list[tuple[bytes, bytes]] = []
-    for name, value in response.headers:
+    # The built-in server's encoding: CR/LF/NUL refused, non-Latin-1 values in
+    # RFC 8187 form where the header has one (Content-Disposition), else refused.
+    for name, value in header_fields(response.headers):
         lower = name.lower()
         if lower in _FRAMING:
-            if lower == "content-length":
+            if lower == b"content-length":
                 user_length = value.strip()
             continue
-        headers.append((lower.encode("latin-1"), value.encode("latin-1")))
+        headers.append((lower, value))
     status = response.status
     if status not in NO_BODY_STATUSES:
         if not response.streaming:
             headers.append((b"content-length", b"%d" % len(response.body)))  # type: ignore[arg-type]
         elif head_only and user_length is not None:
-            headers.append((b"content-length", user_length.encode("latin-1")))
+            headers.append((b"content-length", user_length))
     return {"type": "http.response.start", "status": status, "headers": headers}
 
 

@@ -366,3 +366,57 @@ async def test_asgi_lifespan_shutdown_waits_for_wait_until_work() -> None:
     finally:
         await stop_uvicorn(server)
     assert done == ["/audit"]
+
+
+# -- 15, both transports: non-Latin-1 headers ------------------------------------
+
+
+async def test_non_latin1_headers_are_a_500_or_rfc8187(transport: Any) -> None:
+    app = H3()
+
+    @app.get("/name")
+    async def name(event: H3Event) -> str:
+        await asyncio.sleep(0)
+        event.set_header("x-name", "日本")
+        return "never"
+
+    @app.get("/download")
+    def download(event: H3Event) -> Response:
+        return Response(b"x", headers={"content-disposition": 'attachment; filename="日本.txt"'})
+
+    app.get("/ok", lambda e: "ok")
+    live = await transport(app)
+    status, headers, _ = await live.fetch("GET", "/name")
+    assert status == 500 and "x-name" not in headers
+    status, headers, _ = await live.fetch("GET", "/download")
+    assert status == 200
+    assert headers["Content-Disposition"] == (
+        "attachment; filename=\"??.txt\"; filename*=UTF-8''%E6%97%A5%E6%9C%AC.txt"
+    )
+    assert (await live.fetch("GET", "/ok"))[2] == b"ok"
+
+
+# -- 17, ASGI side: a dropped body (HEAD) is closed -------------------------------
+
+
+async def test_a_head_request_closes_the_event_stream(transport: Any) -> None:
+    from h3lab.utils import EventStream
+
+    state = {"closed": 0}
+    app = H3()
+
+    @app.get("/events")
+    async def events(event: H3Event) -> Response:
+        stream = EventStream(event)
+        stream.on_closed(lambda: state.__setitem__("closed", state["closed"] + 1))
+        await stream.push_comment("open")
+        return stream.response()
+
+    live = await transport(app)
+    status, headers, body = await live.fetch("HEAD", "/events")
+    assert status == 200 and body == b"" and headers["Content-Type"] == "text/event-stream"
+    for _ in range(100):
+        if state["closed"]:
+            break
+        await asyncio.sleep(0.01)
+    assert state["closed"] == 1
