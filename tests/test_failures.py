@@ -106,12 +106,11 @@ async def test_unsendable_on_the_raw_connection(path: str) -> None:
         assert app.pool.stats()["in_use"] == 0
 
 
-async def test_non_latin1_filename_is_encoded_per_rfc_8187() -> None:
-    app = failing_app()
-    async with Server(app, "127.0.0.1", 0) as server:
-        data = await raw_exchange(
-            server.port, b"GET /download HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-        )
+async def test_non_latin1_filename_is_encoded_per_rfc_8187(transport: Any) -> None:
+    live = await transport(failing_app())
+    data = await raw_exchange(
+        live.port, b"GET /download HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
     (response,), _ = parse_responses(data)
     assert response.status == 200 and response.body == b"file"
     assert response.headers["content-disposition"] == (

@@ -19,9 +19,8 @@ import pytest
 
 from h3lab import H3, Config, Server
 from h3lab.config import PRESETS
-from h3lab.event import H3Event, ReleasedEvent
+from h3lab.event import H3Event
 from h3lab.pool import POOLS, make_pool
-from h3lab.server import tasks
 
 USER: contextvars.ContextVar[str | None] = contextvars.ContextVar("user", default=None)
 
@@ -117,6 +116,8 @@ async def test_every_request_has_its_own_task_and_context(transport: Any, preset
 async def test_request_tasks_start_eagerly_in_a_copied_context() -> None:
     # The mechanism itself, on this interpreter: the first step runs inside
     # the call, in a copy of the caller's context; a suspending one goes on.
+    from h3lab.server import tasks
+
     loop = asyncio.get_running_loop()
     seen: list[Any] = []
 
@@ -212,6 +213,8 @@ async def test_a_released_event_fails_loudly(transport: Any, policy: str) -> Non
 
 @pytest.mark.parametrize("policy", POOLS.names())
 def test_released_event_refuses_every_use(policy: str) -> None:
+    from h3lab.event import ReleasedEvent
+
     pool = make_pool(policy, H3Event, 4, 1, 0.0)
     event = pool.acquire()
     event.path = "/mine"
