@@ -96,7 +96,7 @@ def test_cache_rows_cover_every_policy() -> None:
 
 
 def test_pool_rows_cover_every_policy() -> None:
-    rows = run_micro("pool", quick=True)
+    rows = run_micro("pool", quick=True, guard=True)
     check_rows(rows, "pool")
     strategies = {row["strategy"] for row in metric_rows(rows, "ns_per_op")}
     assert strategies == {*POOLS.names(), "release-guard"}
@@ -151,7 +151,7 @@ def test_dispatch_rows_cover_every_preset_and_endpoint() -> None:
 
 
 def test_quick_mode_with_allocation_pass() -> None:
-    rows = run_micro("pool", quick=True, track_alloc=True, concurrency=(4,), guard=False)
+    rows = run_micro("pool", quick=True, track_alloc=True, concurrency=(4,))
     alloc = metric_rows(rows, "alloc_bytes_per_op")
     assert {r["strategy"] for r in alloc} == set(POOLS.names())
     for metric, unit in (
