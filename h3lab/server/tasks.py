@@ -63,29 +63,30 @@ else:
     from asyncio.tasks import _enter_task, _leave_task
 
     _current_task = asyncio.current_task
+    _catcher = _StepCatcher()  # one is enough: its step is taken before it runs
 
     def start_request_task(
         loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]
     ) -> Task[Any]:
         """Start ``coro`` as a Task in a copy of the current context, eagerly."""
         context = copy_context()
-        catcher = _StepCatcher()
         try:
-            loop.call_soon = catcher  # type: ignore[method-assign]
+            loop.call_soon = _catcher  # type: ignore[method-assign]
         except AttributeError:  # a loop without instance attributes
             return Task(coro, loop=loop, context=context)
         try:
             task = Task(coro, loop=loop, context=context)
         finally:
             del loop.call_soon  # type: ignore[method-assign]
+        step, _catcher.step = _catcher.step, None  # taken before the step may start another
         outer = _current_task(loop)
         if outer is None:
-            context.run(catcher.step)
+            context.run(step)
             return task
         # Started from inside a task (a step must not nest): set it aside.
         _leave_task(loop, outer)
         try:
-            context.run(catcher.step)
+            context.run(step)
         finally:
             _enter_task(loop, outer)
         return task
