@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from types import CoroutineType
 from typing import Any, ClassVar, Protocol
 
+from h3lab.callables import is_async_callable
 from h3lab.registry import Registry
 from h3lab.routing.pattern import STATIC, Segment, parse_pattern
 
@@ -82,7 +83,7 @@ class Layer:
         prefix = prefix.rstrip("/")
         if prefix and not prefix.startswith("/"):
             raise ValueError(f"middleware prefix must start with '/', got {prefix!r}")
-        return cls(fn, prefix, kind, inspect.iscoroutinefunction(fn))
+        return cls(fn, prefix, kind, is_async_callable(fn))
 
     def applies(self, route_path: str) -> bool:
         prefix = self.prefix
