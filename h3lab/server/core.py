@@ -198,8 +198,9 @@ class Server:
         flight (a body arriving, a handler running, a response being written)
         get ``grace`` seconds and then close after their response (a request
         that arrives meanwhile on such a connection is still answered, with
-        ``connection: close``); whatever is left is closed, and aborted if it
-        cannot even flush.
+        ``connection: close``); open WebSockets are closed with 1001 and get
+        the same grace for their closing handshake; whatever is left is
+        closed, and aborted if it cannot even flush.
         """
         grace = self.config.limits.shutdown_grace if grace is None else grace
         if self._listener is not None:
