@@ -37,7 +37,7 @@ from h3lab.errors import HTTPError
 from h3lab.event import H3Event
 from h3lab.memory import make_memory
 from h3lab.methods import METHODS
-from h3lab.middleware import Layer, make_execution
+from h3lab.middleware import Layer, chain_is_sync, make_execution
 from h3lab.pool import make_pool
 from h3lab.response import JSON_TYPE, Response, json_bytes, to_response
 from h3lab.routing import ANY_METHOD, Route, make_router, routing_path
@@ -84,6 +84,7 @@ class H3:
         self._route_count = 0
         self._ready = False
         self._not_found_chain: Callable[[H3Event], Any] | None = None
+        self._not_found_sync = False
         self._stats_path = cfg.server.stats_path
         self.server: Any = None  # set by the server that runs this app (for stats)
         self.errors_unhandled = 0
@@ -207,10 +208,11 @@ class H3:
         layers = self._layers
         for route in self.router.routes():
             chain_layers = [*layers, *route.middleware]
-            route.chain = execution.compile(
-                chain_layers, route.handler, route.meta.get("is_async", True), route.pattern
-            )
+            is_async = route.meta.get("is_async", True)
+            route.chain = execution.compile(chain_layers, route.handler, is_async, route.pattern)
+            route.sync = chain_is_sync(chain_layers, is_async, route.pattern)
         self._not_found_chain = execution.compile(layers, self._no_route, False, None)
+        self._not_found_sync = chain_is_sync(layers, False, None)
         self._ready = True
 
     def _no_route(self, event: H3Event) -> Any:
@@ -252,6 +254,35 @@ class H3:
         event.route = route
         event.params = params
         return route.chain(event)
+
+    def resolve(self, event: H3Event) -> tuple[Callable[[H3Event], Any], bool]:
+        """Route ``event`` (as ``handle`` does) and return ``(chain, sync)``:
+        ``chain(event)`` is what ``handle`` would return, and ``sync`` says that
+        nothing in it can await (decided once per route, ``chain_is_sync``).
+
+        The built-in server runs a ``sync`` chain in its own context copy
+        without a Task, any other in a Task. An ``on_request`` hook always
+        takes the Task path (it runs before routing, and may await).
+        """
+        if not self._ready:
+            self.prepare()
+        if self.on_request_hook is not None:
+            return self._handle_with_hooks, False
+        match = self.router.match(event.method, event.route_path)
+        if match is None:
+            if event.method == "HEAD":
+                match = self.router.match("GET", event.route_path)
+            if match is None:
+                if self._stats_path is not None and event.route_path == self._stats_path:
+                    return self._stats_response, True
+                return self._not_found_chain, self._not_found_sync  # type: ignore[return-value]
+        route, params = match
+        event.route = route
+        event.params = params
+        return route.chain, route.sync
+
+    def _stats_response(self, event: H3Event) -> Response:
+        return Response(json_bytes(self.stats()), media_type="application/json")
 
     async def _handle_with_hooks(self, event: H3Event) -> Any:
         result = self.on_request_hook(event)  # type: ignore[misc]
