@@ -35,6 +35,7 @@ from h3lab.callables import is_async_callable
 from h3lab.config import Config
 from h3lab.errors import HTTPError
 from h3lab.event import H3Event
+from h3lab.json_encoding import make_json_encoder
 from h3lab.memory import make_memory
 from h3lab.methods import METHODS
 from h3lab.middleware import Layer, chain_is_sync, make_execution
@@ -80,6 +81,8 @@ class H3:
         self.pool = make_pool(
             cfg.pool.policy, self._new_event, cfg.pool.size, cfg.pool.warmup, cfg.pool.trim_interval
         )
+        self.json = make_json_encoder(cfg.response.json)
+        self.json_encode = self.json.encode  # both transports' JSON responses
         self._layers: list[Layer] = []
         self._route_count = 0
         self._ready = False
@@ -328,7 +331,7 @@ class H3:
                 error_logger.exception("on_error hook failed")
         if response is None:
             try:
-                body = json_bytes(error.to_json())
+                body = self.json_encode(error.to_json())
             except Exception as encode_exc:  # RecursionError, TypeError, ValueError
                 error_logger.error(
                     "could not encode the %d error for %s %s",
@@ -356,7 +359,7 @@ class H3:
         failing ``on_response`` hook, gives the error response instead.
         """
         try:
-            response = to_response(event, value)
+            response = to_response(event, value, self.json_encode)
             if self.on_response_hook is not None:
                 self.on_response_hook(event, response)
         except Exception as exc:
@@ -399,6 +402,7 @@ class H3:
             "pool": self.pool.stats(),
             "memory": self.memory.stats(),
             "middleware": {**self.execution.stats(), "layers": len(self._layers)},
+            "json": self.json.stats(),
             "errors": {"http": self.errors_http, "unhandled": self.errors_unhandled},
             "server": self.server.stats() if self.server is not None else None,
         }

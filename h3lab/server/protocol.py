@@ -920,7 +920,7 @@ class HttpProtocol(asyncio.Protocol):
             prefix = server.prefix_text
         elif kind is dict or kind is list:
             try:
-                body = json_encode(result).encode()
+                body = self.app.json_encode(result)
             except Exception:  # unencodable (a cycle...): the general path answers 500
                 return False
             prefix = server.prefix_json
