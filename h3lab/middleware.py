@@ -14,7 +14,10 @@ suite runs over both); they differ in what each request pays:
 ``legacy``
     the onion chain is built per request, Koa-style: every layer's ``next`` is
     a fresh closure, every layer (a *before* one too) runs as a coroutine, and
-    path-prefix scopes are tested on every request.
+    path-prefix scopes are tested on every request. A chain of only
+    synchronous callables (``chain_is_sync``) is composed the same way per
+    request but without coroutines, so that the built-in server can run it
+    without a Task under both executions.
 
 ``fast``
     the chain of every route is compiled once (at the first request after a
