@@ -163,7 +163,10 @@ class Session:
         # carry another client's request, and a Set-Cookie written now would
         # land in *their* response. The session table is per request, so its
         # identity tells whether our request is still the one running.
-        context = self._event._context
+        try:
+            context = self._event._context
+        except RuntimeError:  # the event itself was released (the pool's check)
+            context = None
         if context is None or context.get(_CONTEXT_KEY) is not self._owner:
             raise RuntimeError(
                 f"session {self._config.name!r} used after its request ended "
