@@ -35,9 +35,10 @@ from h3lab.callables import is_async_callable
 from h3lab.config import Config
 from h3lab.errors import HTTPError
 from h3lab.event import H3Event
+from h3lab.json_encoding import make_json_encoder
 from h3lab.memory import make_memory
 from h3lab.methods import METHODS
-from h3lab.middleware import Layer, make_execution
+from h3lab.middleware import Layer, chain_is_sync, make_execution
 from h3lab.pool import make_pool
 from h3lab.response import JSON_TYPE, Response, json_bytes, to_response
 from h3lab.routing import ANY_METHOD, Route, make_router, routing_path
@@ -80,11 +81,14 @@ class H3:
         self.pool = make_pool(
             cfg.pool.policy, self._new_event, cfg.pool.size, cfg.pool.warmup, cfg.pool.trim_interval
         )
+        self.json = make_json_encoder(cfg.response.json)
+        self.json_encode = self.json.encode  # both transports' JSON responses
         self._layers: list[Layer] = []
         self._ws_router: Any = None  # WebSocket routes (app.ws), built on the first one
         self._route_count = 0
         self._ready = False
         self._not_found_chain: Callable[[H3Event], Any] | None = None
+        self._not_found_sync = False
         self._stats_path = cfg.server.stats_path
         self.server: Any = None  # set by the server that runs this app (for stats)
         self.errors_unhandled = 0
@@ -244,10 +248,11 @@ class H3:
         layers = self._layers
         for route in self.router.routes():
             chain_layers = [*layers, *route.middleware]
-            route.chain = execution.compile(
-                chain_layers, route.handler, route.meta.get("is_async", True), route.pattern
-            )
+            is_async = route.meta.get("is_async", True)
+            route.chain = execution.compile(chain_layers, route.handler, is_async, route.pattern)
+            route.sync = chain_is_sync(chain_layers, is_async, route.pattern)
         self._not_found_chain = execution.compile(layers, self._no_route, False, None)
+        self._not_found_sync = chain_is_sync(layers, False, None)
         self._ready = True
 
     def _no_route(self, event: H3Event) -> Any:
@@ -298,6 +303,35 @@ class H3:
         event.params = params
         return route.chain(event)
 
+    def resolve(self, event: H3Event) -> tuple[Callable[[H3Event], Any], bool]:
+        """Route ``event`` (as ``handle`` does) and return ``(chain, sync)``:
+        ``chain(event)`` is what ``handle`` would return, and ``sync`` says that
+        nothing in it can await (decided once per route, ``chain_is_sync``).
+
+        The built-in server runs a ``sync`` chain in its own context copy
+        without a Task, any other in a Task. An ``on_request`` hook always
+        takes the Task path (it runs before routing, and may await).
+        """
+        if not self._ready:
+            self.prepare()
+        if self.on_request_hook is not None:
+            return self._handle_with_hooks, False
+        match = self.router.match(event.method, event.route_path)
+        if match is None:
+            if event.method == "HEAD":
+                match = self.router.match("GET", event.route_path)
+            if match is None:
+                if self._stats_path is not None and event.route_path == self._stats_path:
+                    return self._stats_response, True
+                return self._not_found_chain, self._not_found_sync  # type: ignore[return-value]
+        route, params = match
+        event.route = route
+        event.params = params
+        return route.chain, route.sync
+
+    def _stats_response(self, event: H3Event) -> Response:
+        return Response(json_bytes(self.stats()), media_type="application/json")
+
     async def _handle_with_hooks(self, event: H3Event) -> Any:
         result = self.on_request_hook(event)  # type: ignore[misc]
         if inspect.isawaitable(result):
@@ -342,7 +376,7 @@ class H3:
                 error_logger.exception("on_error hook failed")
         if response is None:
             try:
-                body = json_bytes(error.to_json())
+                body = self.json_encode(error.to_json())
             except Exception as encode_exc:  # RecursionError, TypeError, ValueError
                 error_logger.error(
                     "could not encode the %d error for %s %s",
@@ -370,7 +404,7 @@ class H3:
         failing ``on_response`` hook, gives the error response instead.
         """
         try:
-            response = to_response(event, value)
+            response = to_response(event, value, self.json_encode)
             if self.on_response_hook is not None:
                 self.on_response_hook(event, response)
         except Exception as exc:
@@ -413,6 +447,7 @@ class H3:
             "pool": self.pool.stats(),
             "memory": self.memory.stats(),
             "middleware": {**self.execution.stats(), "layers": len(self._layers)},
+            "json": self.json.stats(),
             "errors": {"http": self.errors_http, "unhandled": self.errors_unhandled},
             "server": self.server.stats() if self.server is not None else None,
         }

@@ -14,6 +14,7 @@ without edits to this file.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import tomllib
 import types
@@ -31,6 +32,7 @@ _REGISTRIES = {
     "pool.policy": ("h3lab.pool", "POOLS"),
     "memory.strategy": ("h3lab.memory", "MEMORY_STRATEGIES"),
     "middleware.execution": ("h3lab.middleware", "MIDDLEWARE_EXECUTIONS"),
+    "response.json": ("h3lab.json_encoding", "JSON_ENCODERS"),
 }
 
 
@@ -130,6 +132,20 @@ class MiddlewareConfig:
 
     def validate(self) -> None:
         _check_choice("middleware.execution", self.execution)
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseConfig:
+    json: str = "stdlib"
+    """stdlib | orjson (see h3lab.json_encoding; orjson needs ``h3lab[fast]``)."""
+
+    def validate(self) -> None:
+        _check_choice("response.json", self.json)
+        if self.json == "orjson" and not _orjson_available():
+            raise ValueError(
+                "response.json 'orjson' needs the orjson package (pip install 'h3lab[fast]'); "
+                "allowed here: ['stdlib']"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +250,7 @@ _SECTIONS: dict[str, type] = {
     "pool": PoolConfig,
     "memory": MemoryConfig,
     "middleware": MiddlewareConfig,
+    "response": ResponseConfig,
     "limits": LimitsConfig,
     "server": ServerConfig,
 }
@@ -246,6 +263,7 @@ class Config:
     pool: PoolConfig = field(default_factory=PoolConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     middleware: MiddlewareConfig = field(default_factory=MiddlewareConfig)
+    response: ResponseConfig = field(default_factory=ResponseConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     preset_name: str = "balanced"
@@ -360,9 +378,16 @@ class Config:
 
     @property
     def label(self) -> str:
-        """``performance`` or ``performance+2`` (two fields changed from it)."""
+        """``performance`` or ``performance+2`` (two fields changed from it).
+
+        ``performance[json=stdlib]`` when the preset fell back to the stdlib
+        JSON encoder because orjson is not installed (the figures differ).
+        """
         changed = len(self.overrides())
-        return self.preset_name + (f"+{changed}" if changed else "")
+        label = self.preset_name + (f"+{changed}" if changed else "")
+        if self.preset_name == "performance" and not _orjson_available():
+            label += "[json=stdlib]"
+        return label
 
     # -- export ------------------------------------------------------------
 
@@ -445,6 +470,13 @@ def to_toml(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@functools.cache
+def _orjson_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("orjson") is not None
+
+
 # The presets, as overrides of the defaults. "baseline" is the naive "before"
 # of the origin story; "performance" is everything the studies found to pay.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -477,5 +509,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "pool.warmup": 256,
         "memory.strategy": "performance",
         "middleware.execution": "fast",
+        # orjson when importable (the optional extra h3lab[fast]), else stdlib:
+        # Config.label then says "performance[json=stdlib]".
+        "response.json": "orjson" if _orjson_available() else "stdlib",
     },
 }

@@ -14,7 +14,10 @@ suite runs over both); they differ in what each request pays:
 ``legacy``
     the onion chain is built per request, Koa-style: every layer's ``next`` is
     a fresh closure, every layer (a *before* one too) runs as a coroutine, and
-    path-prefix scopes are tested on every request.
+    path-prefix scopes are tested on every request. A chain of only
+    synchronous callables (``chain_is_sync``) is composed the same way per
+    request but without coroutines, so that the built-in server can run it
+    without a Task under both executions.
 
 ``fast``
     the chain of every route is compiled once (at the first request after a
@@ -24,6 +27,12 @@ suite runs over both); they differ in what each request pays:
     per event object (a cursor into the compiled steps) instead of a closure
     per layer per request. A route with no middleware and a synchronous handler
     compiles to the handler itself.
+
+Both executions also tell the transports which chains cannot await
+(``chain_is_sync``, decided once per route from the registered callables):
+synchronous *before* layers that may apply and a synchronous endpoint. The
+built-in server runs such a request in its own ``contextvars`` context
+without an asyncio Task; every other request gets a Task.
 
 Calling ``next()`` more than once in one middleware invocation is an error in
 both strategies (as in Koa); ``fast`` detects it once the downstream chain has
@@ -134,10 +143,35 @@ def _variant_relation(want: list[str], segments: Sequence[Segment]) -> bool | No
     return True
 
 
+def chain_is_sync(layers: Sequence[Layer], endpoint_is_async: bool, pattern: str | None) -> bool:
+    """Whether a route's chain can never await: decided from the registered callables.
+
+    True when the endpoint is synchronous and every layer that may apply to
+    ``pattern`` is a synchronous *before* layer (an onion layer awaits
+    ``next()``). Layers whose scope never covers the route do not count. The
+    same answer for ``legacy`` and ``fast``.
+    """
+    if endpoint_is_async:
+        return False
+    for layer in layers:
+        if prefix_relation(layer.prefix, pattern) is False:
+            continue
+        if layer.kind == ONION or layer.is_async:
+            return False
+    return True
+
+
 async def _await_value(value: Any) -> Any:
     if inspect.isawaitable(value):
         return await value
     return value
+
+
+async def _continue_after(awaitable: Any, rest: Callable[[], Any]) -> Any:
+    result = await awaitable
+    if result is not None:
+        return result
+    return await _await_value(rest())
 
 
 class NextCalledTwice(RuntimeError):
@@ -180,6 +214,8 @@ class LegacyExecution:
         self.compilations += 1
         layers = tuple(layers)
         execution = self
+        if chain_is_sync(layers, endpoint_is_async, pattern):
+            return self._compile_sync(layers, endpoint)
 
         async def run(event: Any) -> Any:
             execution.chains_built += 1
@@ -202,6 +238,37 @@ class LegacyExecution:
                 return await dispatch(i + 1)
 
             return await dispatch(0)
+
+        return run
+
+    def _compile_sync(self, layers: tuple[Layer, ...], endpoint: Endpoint) -> Chain:
+        """The same Koa-compose for a chain of synchronous callables, without
+        coroutines (so it needs no Task): still a closure per layer per request
+        and every scope tested per request."""
+        execution = self
+
+        def run(event: Any) -> Any:
+            execution.chains_built += 1
+            active = [layer for layer in layers if layer.applies(event.route_path)]
+            called = -1
+
+            def dispatch(i: int) -> Any:
+                nonlocal called
+                if i <= called:
+                    raise NextCalledTwice()
+                called = i
+                if i == len(active):
+                    return endpoint(event)  # an awaitable result is awaited by the transport
+                result = active[i].fn(event)
+                if result is None:
+                    return dispatch(i + 1)
+                if inspect.isawaitable(result):
+                    # A synchronous callable gave an awaitable: the rest of the
+                    # chain continues in a coroutine (the transport awaits it).
+                    return _continue_after(result, lambda: dispatch(i + 1))
+                return result
+
+            return dispatch(0)
 
         return run
 

@@ -19,9 +19,11 @@ is the general path, shared with the ASGI adapter.
 
 from __future__ import annotations
 
+import enum
 import json
 import json.encoder
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -39,6 +41,11 @@ def _json_default(value: Any) -> Any:
         return to_json()
     if isinstance(value, set | frozenset | tuple):
         return list(value)
+    # What orjson encodes natively (response.json="orjson"): both encoders agree.
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
@@ -150,8 +157,14 @@ def is_async_iterable(value: Any) -> bool:
     return isinstance(value, AsyncIterator | AsyncIterable)
 
 
-def to_response(event: H3Event, value: Any) -> Response:
-    """The general conversion of a handler's return value (see module table)."""
+def to_response(
+    event: H3Event, value: Any, encode_json: Callable[[Any], bytes] = json_bytes
+) -> Response:
+    """The general conversion of a handler's return value (see module table).
+
+    ``encode_json`` is the app's ``response.json`` encoder (``app.json_encode``);
+    a ``Response(dict)`` built by hand uses the stdlib encoder.
+    """
     if isinstance(value, Response):
         extra = event._resp_headers
         if not extra:
@@ -170,10 +183,10 @@ def to_response(event: H3Event, value: Any) -> Response:
     headers = list(event._resp_headers) if event._resp_headers else []
     if value is None:
         return Response(None, 204 if status == 200 else status, headers)
-    if isinstance(value, str | bytes | bytearray | memoryview | dict | list):
+    if isinstance(value, dict | list | bool | int | float):
+        return Response(encode_json(value), status, headers, media_type=JSON_TYPE)
+    if isinstance(value, str | bytes | bytearray | memoryview):
         return Response(value, status, headers)
-    if isinstance(value, bool | int | float):
-        return Response(json_bytes(value), status, headers, media_type=JSON_TYPE)
     if is_async_iterable(value):
         return Response(value, status, headers)
     raise TypeError(f"a handler returned a {type(value).__name__}, which h3lab cannot send")

@@ -32,6 +32,7 @@ FAMILIES = {
     "pool": "pool.policy",
     "memory": "memory.strategy",
     "middleware": "middleware.execution",
+    "json": "response.json",
 }
 
 

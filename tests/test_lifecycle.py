@@ -91,7 +91,11 @@ async def test_every_request_has_its_own_task_and_context(transport: Any, preset
         app = isolation_app(Config.preset(preset), upstream.url)
         live = await transport(app)
         assert await fetch_json(live.session, live.url + "/task") == {"task": True, "same": True}
-        assert await fetch_json(live.session, live.url + "/task-sync") == {"task": True}
+        # A synchronous chain cannot await, so the built-in server runs it in its
+        # own context without a Task (deliberate: see h3lab.server.protocol);
+        # an ASGI server gives every request a task.
+        in_task = transport.name != "builtin"
+        assert await fetch_json(live.session, live.url + "/task-sync") == {"task": in_task}
         assert await fetch_json(live.session, live.url + "/timeout") == {
             "fired": True,
             "cancelling": 0,
@@ -272,3 +276,113 @@ async def test_graceful_shutdown_waits_for_wait_until(caplog: Any) -> None:
     assert not app.background and loop.time() - started < 3  # the endless one cancelled
     assert any("wait_until" in r.getMessage() for r in caplog.records)
     assert app.pool.stats()["in_use"] == 0
+
+
+def sync_chain_app(config: Config) -> H3:
+    """Synchronous chains (a before layer, a handler) that set ContextVars,
+    beside the cases a synchronous chain hands to a Task."""
+    app = H3(config)
+
+    def tag(event: H3Event) -> None:
+        if USER.get() is not None:  # a value left by an earlier request
+            event.set_header("x-leak", str(USER.get()))
+        USER.set("before")
+
+    app.use(tag)
+
+    @app.get("/set-sync/:user")
+    def set_user_sync(event: H3Event) -> dict[str, Any]:
+        before = USER.get()
+        USER.set(event.params["user"])
+        return {"before": before}
+
+    @app.get("/get")
+    def get_user(event: H3Event) -> dict[str, Any]:
+        return {"user": USER.get(), "task": asyncio.current_task() is not None}
+
+    async def later() -> dict[str, Any]:
+        await asyncio.sleep(0)
+        return {"user": USER.get(), "task": asyncio.current_task() is not None}
+
+    # A synchronous handler that returns a coroutine: awaited in a Task that
+    # sees what the chain set.
+    app.get("/coro", lambda event: later())
+
+    @app.get("/quick")
+    async def quick(event: H3Event) -> dict[str, Any]:
+        # async and never suspends: still a Task (asyncio.timeout needs one)
+        async with asyncio.timeout(1):
+            return {"task": asyncio.current_task() is not None}
+
+    return app
+
+
+@pytest.mark.parametrize("execution", ["fast", "legacy"])
+@pytest.mark.parametrize("preset", list(PRESETS))
+async def test_sync_chains_are_isolated_without_a_task(
+    transport: Any, preset: str, execution: str
+) -> None:
+    app = sync_chain_app(Config.preset(preset).replace(**{"middleware.execution": execution}))
+    live = await transport(app)
+    builtin = transport.name == "builtin"
+    other = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
+    try:
+        for user in ("alice", "bob"):
+            async with live.session.get(live.url + f"/set-sync/{user}") as resp:
+                assert resp.status == 200 and "x-leak" not in resp.headers
+                assert json.loads(await resp.read()) == {"before": "before"}
+            for session in (live.session, other):  # same connection, then another
+                async with session.get(live.url + "/get") as resp:
+                    assert "x-leak" not in resp.headers
+                    assert json.loads(await resp.read()) == {"user": "before", "task": not builtin}
+        assert await fetch_json(live.session, live.url + "/coro") == {
+            "user": "before",
+            "task": True,
+        }
+        assert await fetch_json(live.session, live.url + "/quick") == {"task": True}
+    finally:
+        await other.close()
+    assert USER.get() is None
+
+
+async def test_sync_chains_pipelined_never_see_each_other() -> None:
+    # Many pipelined requests in one read: each sync chain gets its own context.
+    app = sync_chain_app(Config.preset("performance"))
+    async with Server(app, "127.0.0.1", 0) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        batch = b"".join(
+            b"GET /set-sync/u%d HTTP/1.1\r\nHost: x\r\n\r\nGET /get HTTP/1.1\r\nHost: x\r\n\r\n" % i
+            for i in range(20)
+        )
+        writer.write(batch)
+        data = b""
+        while data.count(b"HTTP/1.1 200") < 40:
+            chunk = await asyncio.wait_for(reader.read(65536), 5)
+            assert chunk, data
+            data += chunk
+        writer.close()
+    assert b"x-leak" not in data
+    assert data.count(b'{"user":"before","task":false}') == 20
+    assert data.count(b'{"before":"before"}') == 20
+
+
+def test_chain_kind_is_decided_from_the_registered_callables() -> None:
+    from h3lab.middleware import Layer, chain_is_sync
+
+    def before(event: Any) -> None:
+        return None
+
+    async def abefore(event: Any) -> None:
+        return None
+
+    async def onion(event: Any, next: Any) -> Any:
+        return await next()
+
+    assert chain_is_sync([Layer.of(before)], False, "/x")
+    assert not chain_is_sync([Layer.of(before)], True, "/x")
+    assert not chain_is_sync([Layer.of(abefore)], False, "/x")
+    assert not chain_is_sync([Layer.of(onion)], False, "/x")
+    # A layer scoped where the route never goes does not count; an undecided one does.
+    assert chain_is_sync([Layer.of(onion, "/admin")], False, "/users")
+    assert not chain_is_sync([Layer.of(onion, "/admin")], False, "/:any/x")
+    assert not chain_is_sync([Layer.of(before), Layer.of(onion)], False, None)

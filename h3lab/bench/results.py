@@ -115,6 +115,7 @@ def config_columns(config: Config) -> dict[str, Any]:
         "pool_size": config.pool.size,
         "memory_strategy": config.memory.strategy,
         "middleware": config.middleware.execution,
+        "json": config.response.json,
         "preset": config.preset_name,
     }
 

@@ -62,7 +62,7 @@ ANY_METHOD = "*"
 class Route:
     """One registered (method, pattern) -> handler."""
 
-    __slots__ = ("chain", "handler", "index", "meta", "method", "middleware", "pattern")
+    __slots__ = ("chain", "handler", "index", "meta", "method", "middleware", "pattern", "sync")
 
     def __init__(
         self,
@@ -83,6 +83,9 @@ class Route:
         # Filled by the app's middleware execution strategy: the compiled
         # callable that runs this route's middleware and handler.
         self.chain: Any = None
+        # Whether nothing in the chain can await (``middleware.chain_is_sync``):
+        # the built-in server then runs it without a Task (see server.protocol).
+        self.sync = False
 
     def __repr__(self) -> str:
         return f"Route({self.method} {self.pattern})"

@@ -48,6 +48,7 @@ OPTIMIZATIONS: dict[str, tuple[str, ...]] = {
     "pool": ("pool.policy", "pool.size", "pool.warmup"),
     "memory": ("memory.strategy",),
     "middleware": ("middleware.execution",),
+    "json": ("response.json",),
 }
 H3_LIKE = "h3-like (trie, no cache, legacy middleware)"
 

@@ -144,6 +144,7 @@ KNOBS: tuple[Knob, ...] = (
         when=("memory.strategy", _freezes_heap, "the memory strategy freezes the heap"),
     ),
     Knob("middleware.execution", "strategy", "how the middleware chain runs"),
+    Knob("response.json", "strategy", "how JSON responses are encoded"),
 )
 
 KNOB_KEYS: tuple[str, ...] = tuple(k.key for k in KNOBS)

@@ -157,6 +157,7 @@ def test_config_columns() -> None:
         "pool_size": 0,
         "memory_strategy": "minimal",
         "middleware": "legacy",
+        "json": "stdlib",
         "preset": "baseline",
     }
 
