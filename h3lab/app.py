@@ -38,7 +38,18 @@ from h3lab.routing import ANY_METHOD, Route, make_router, routing_path
 logger = logging.getLogger("h3lab")
 error_logger = logging.getLogger("h3lab.error")
 
-METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE")
+METHODS = (
+    "GET",
+    "HEAD",
+    "POST",
+    "PUT",
+    "PATCH",
+    "DELETE",
+    "OPTIONS",
+    "CONNECT",
+    "TRACE",
+    "QUERY",  # safe and idempotent, with a body (draft-ietf-httpbis-safe-method-w-body)
+)
 
 Handler = Callable[[H3Event], Any]
 Hook = Callable[..., Any]
@@ -76,6 +87,8 @@ class H3:
             cfg.pool.policy, self._new_event, cfg.pool.size, cfg.pool.warmup, cfg.pool.trim_interval
         )
         self._layers: list[Layer] = []
+        self.startup_hooks: list[Hook] = []
+        self.shutdown_hooks: list[Hook] = []
         self._route_count = 0
         self._ready = False
         self._not_found_chain: Callable[[H3Event], Any] | None = None
@@ -148,20 +161,93 @@ class H3:
     def head(self, pattern: str, handler: Handler | None = None, **kw: Any) -> Any:
         return self.on("HEAD", pattern, handler, **kw)
 
+    def query(self, pattern: str, handler: Handler | None = None, **kw: Any) -> Any:
+        """A ``QUERY`` route: a safe, idempotent request that carries a body."""
+        return self.on("QUERY", pattern, handler, **kw)
+
     def all(self, pattern: str, handler: Handler | None = None, **kw: Any) -> Any:
         return self.on(ANY_METHOD, pattern, handler, **kw)
 
-    def use(self, prefix_or_fn: Any, fn: Callable[..., Any] | None = None) -> H3:
-        """``app.use(mw)`` for every request, ``app.use("/api", mw)`` under a path prefix."""
+    def use(
+        self,
+        prefix_or_fn: Any,
+        fn: Callable[..., Any] | None = None,
+        *,
+        method: str | list[str] | tuple[str, ...] | None = None,
+        match: Callable[[H3Event], bool] | None = None,
+    ) -> H3:
+        """``app.use(mw)`` for every request, ``app.use("/api", mw)`` under a path prefix.
+
+        Options, as h3's ``use(route, fn, {method, match})``: ``method`` (a name
+        or a list; GET also covers HEAD) and ``match(event) -> bool`` restrict
+        the layer further. ``app.use("/api", sub_app)`` mounts an H3 app.
+        """
         if fn is None:
-            layer = Layer.of(prefix_or_fn)
+            if isinstance(prefix_or_fn, H3):
+                return self.mount("", prefix_or_fn)
+            layer = Layer.of(prefix_or_fn, method=method, match=match)
         else:
             if not isinstance(prefix_or_fn, str):
                 raise TypeError("app.use(prefix, middleware): prefix must be a str")
-            layer = Layer.of(fn, routing_path(prefix_or_fn))
+            if isinstance(fn, H3):
+                return self.mount(prefix_or_fn, fn)
+            layer = Layer.of(fn, routing_path(prefix_or_fn), method=method, match=match)
         self._layers.append(layer)
         self._ready = False
         return self
+
+    def mount(self, prefix: str, app: Any) -> H3:
+        """Serve ``app`` (an ``H3`` app or any ASGI application) under ``prefix``.
+
+        See ``h3lab.mount``: the sub-app sees paths relative to the prefix
+        (``event.full_path`` keeps the whole one) and answers its own 404/405;
+        an ASGI app gets Starlette's ``root_path``/``path`` scope on both
+        transports.
+        """
+        from h3lab.mount import ASGIMount, H3Mount, normalize_prefix
+
+        prefix = normalize_prefix(prefix)
+        if app is self:
+            raise ValueError("an app cannot be mounted in itself")
+        if isinstance(app, H3):
+            handler: Any = H3Mount(prefix, app)
+        elif callable(app):
+            handler = ASGIMount(prefix, app)
+        else:
+            raise TypeError(f"app.mount needs an H3 app or an ASGI application, got {app!r}")
+        self.on(ANY_METHOD, handler.pattern, handler, meta={"mount": handler})
+        return self
+
+    def mounted_apps(self) -> list[H3]:
+        """The H3 sub-apps mounted here, in mount order."""
+        return [route.handler.app for route in self.router.routes() if _is_h3_mount(route.meta)]
+
+    def remove_route(self, method: str, pattern: str) -> Route:
+        """Unregister a route (h3's ``removeRoute``); ``ValueError`` naming it if absent.
+
+        ``pattern`` is the registered text, or any pattern of the same shape
+        (``/users/:name`` removes ``/users/:id``). The route cache is cleared.
+        """
+        method = method.upper()
+        route = self.router.remove(method, pattern)
+        self._ready = False
+        return route
+
+    # -- lifespan ------------------------------------------------------------
+
+    def on_startup(self, fn: Hook) -> Hook:
+        """Decorator: run ``fn()`` (or ``fn(app)``), sync or async, before serving."""
+        from h3lab.lifespan import check_hook
+
+        self.startup_hooks.append(check_hook(fn, "startup"))
+        return fn
+
+    def on_shutdown(self, fn: Hook) -> Hook:
+        """Decorator: run ``fn()`` (or ``fn(app)``) after serving; in reverse order."""
+        from h3lab.lifespan import check_hook
+
+        self.shutdown_hooks.append(check_hook(fn, "shutdown"))
+        return fn
 
     def routes(self) -> list[Route]:
         return self.router.routes()
@@ -171,6 +257,9 @@ class H3:
 
         ``h3lab serve module:app --preset performance`` uses it: the module builds
         its app once, and every run re-instantiates it under the chosen config.
+        Mounted H3 sub-apps are cloned under the same config (ASGI apps are
+        shared), middleware keep their options, startup and shutdown hooks
+        carry over, and a removed route stays removed.
         """
         twin = H3(
             config,
@@ -179,8 +268,15 @@ class H3:
             on_response=self.on_response_hook,
             on_error=self.on_error_hook,
         )
-        twin._layers = list(self._layers)
+        twin._layers = list(self._layers)  # Layers are immutable: options included
+        twin.startup_hooks = list(self.startup_hooks)
+        twin.shutdown_hooks = list(self.shutdown_hooks)
         for route in self.router.routes():
+            mount = route.meta.get("mount")
+            if mount is not None:
+                target = mount.app.clone(config) if _is_h3_mount(route.meta) else mount.app
+                twin.mount(mount.prefix, target)
+                continue
             meta = {k: v for k, v in route.meta.items() if k != "is_async"}
             twin.on(
                 route.method,
@@ -200,7 +296,11 @@ class H3:
         for route in self.router.routes():
             chain_layers = [*layers, *route.middleware]
             route.chain = execution.compile(
-                chain_layers, route.handler, route.meta.get("is_async", True), route.pattern
+                chain_layers,
+                route.handler,
+                route.meta.get("is_async", True),
+                route.pattern,
+                route.method,
             )
         self._not_found_chain = execution.compile(layers, self._no_route, False, None)
         self._ready = True
@@ -316,6 +416,11 @@ class H3:
         from h3lab.asgi import ASGIAdapter
 
         return ASGIAdapter(self)
+
+
+def _is_h3_mount(meta: dict[str, Any]) -> bool:
+    mount = meta.get("mount")
+    return mount is not None and isinstance(mount.app, H3)
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:

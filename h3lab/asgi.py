@@ -42,14 +42,25 @@ class ASGIAdapter:
             await send({"type": "websocket.close", "code": 1003})
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
+        from h3lab.lifespan import run_shutdown, run_startup
+
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self._startup()
+                try:
+                    await run_startup(self.app)
+                except Exception as exc:  # StartupFailed: one line naming the hook
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                failures = await run_shutdown(self.app)
                 self.app.memory.close()
-                await send({"type": "lifespan.shutdown.complete"})
+                if failures:
+                    await send({"type": "lifespan.shutdown.failed", "message": failures[0]})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
                 return
 
     def _startup(self) -> None:
@@ -63,6 +74,7 @@ class ASGIAdapter:
         if not self._started:
             self._startup()
         event = app.pool.acquire()
+        event.asgi_scope = scope  # forwarded to a mounted ASGI app; cleared below
         try:
             try:
                 event._body = await _read_body(receive, app.config.limits.max_body_size)
@@ -83,6 +95,7 @@ class ASGIAdapter:
                 await _send_response(send, app.error_response(event, exc), head_only=False)
         finally:
             event.scheme = None  # see H3Event.__init__
+            event.asgi_scope = None
             app.pool.release(event)
 
 

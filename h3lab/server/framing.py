@@ -77,7 +77,8 @@ import httptools
 # CONNECT is left out on purpose: it asks for a tunnel, which this server
 # never opens.
 METHODS: dict[bytes, str] = {
-    m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
+    m.encode(): m
+    for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "QUERY")
 }
 
 # Methods whose request body means nothing to a handler: it is read (so it
