@@ -14,6 +14,7 @@ import http.client
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import pytest
 from h3lab import H3, Server
 from h3lab.lifespan import StartupFailed
 from h3lab.testing import TestClient
-from tests.test_serve_cli import ROOT, Served, env, servers  # noqa: F401 (fixture)
+from tests.test_serve_cli import ROOT, Served, env
 
 
 def lifespan_app(calls: list[str]) -> H3:
@@ -131,7 +132,7 @@ def test_failing_shutdown_runs_the_others_and_reports() -> None:
     client = TestClient(app)
     client.__enter__()
     with pytest.raises(
-        RuntimeError, match="lifespan shutdown failed: shutdown hook .* ZeroDivision"
+        RuntimeError, match=r"lifespan shutdown failed: shutdown hook .* ZeroDivision"
     ):
         client.__exit__(None, None, None)
     assert calls == ["first", "last"]
@@ -143,8 +144,10 @@ def test_failing_shutdown_runs_the_others_and_reports() -> None:
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_serve_stops_on_a_failing_startup_hook(workers: str, tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "h3lab.cli", "serve", "tests.apps.composed:app"]
-        + ["--port", "0", "--preset", "performance", "--workers", workers],
+        [
+            *(sys.executable, "-m", "h3lab.cli", "serve", "tests.apps.composed:app"),
+            *("--port", "0", "--preset", "performance", "--workers", workers),
+        ],
         cwd=ROOT,
         env={**env(), "H3LAB_TEST_FAIL_STARTUP": "1"},
         capture_output=True,
@@ -157,6 +160,14 @@ def test_serve_stops_on_a_failing_startup_hook(workers: str, tmp_path: Path) -> 
         "h3lab serve: error: startup hook open_things failed: RuntimeError: database unreachable"
     ]
     assert "serving on" not in proc.stdout
+
+
+@pytest.fixture
+def servers() -> Iterator[list[Served]]:
+    started: list[Served] = []
+    yield started
+    for served in started:
+        served.kill()
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, Any, bytes]:
