@@ -67,6 +67,7 @@ class Layer:
     is_async: bool = True
     methods: frozenset[str] | None = None  # None: every method
     match: Callable[[Any], bool] | None = None  # None: every request
+    has_options: bool = False  # methods or match set (one cheap test per request)
 
     @classmethod
     def of(
@@ -100,11 +101,9 @@ class Layer:
             raise ValueError(f"middleware prefix must start with '/', got {prefix!r}")
         if match is not None and not callable(match):
             raise TypeError(f"middleware match must be callable(event) -> bool, got {match!r}")
-        return cls(fn, prefix, kind, inspect.iscoroutinefunction(fn), _method_set(method), match)
-
-    @property
-    def has_options(self) -> bool:
-        return self.methods is not None or self.match is not None
+        methods = _method_set(method)
+        has_options = methods is not None or match is not None
+        return cls(fn, prefix, kind, inspect.iscoroutinefunction(fn), methods, match, has_options)
 
     def accepts(self, event: Any) -> bool:
         """The options' verdict on one request (the prefix is ``applies``)."""
