@@ -419,3 +419,29 @@ async def test_query_method(connect: Any) -> None:
     assert (await client.request("QUERY", "/any")).text == "QUERY"
     reply = await client.request("POST", "/nowhere/but/405?")
     assert reply.status == 404
+
+
+def test_the_demo_uses_query_and_lifespan() -> None:
+    from h3lab.examples.demo import build
+    from h3lab.testing import TestClient
+
+    with TestClient(build()) as client:
+        assert client.get("/health").json()["uptime_s"] >= 0  # the startup hook ran
+        reply = client.request("QUERY", "/api/items", json={"name": "item 4"})
+        assert reply.status_code == 200
+        assert [item["id"] for item in reply.json()] == [4, 40, 41, 42, 43, 44, 45, 46, 47, 48]
+    assert TestClient(build()).get("/health").json()["uptime_s"] is None  # no lifespan run
+
+
+async def test_an_app_used_at_the_root_takes_what_the_parent_does_not(connect: Any) -> None:
+    sub = H3()
+    sub.get("/", lambda e: "sub root")
+    sub.get("/x/:id", lambda e: {"id": e.params["id"], "path": e.path})
+    app = H3()
+    app.get("/mine", lambda e: "parent")
+    app.use(sub)  # h3 v1 compat: app.use(router)
+    client = await connect(app)
+    assert (await client.request("GET", "/mine")).text == "parent"
+    assert (await client.request("GET", "/")).text == "sub root"
+    assert (await client.request("GET", "/x/1")).json() == {"id": "1", "path": "/x/1"}
+    assert (await client.request("GET", "/none")).status == 404
