@@ -9,10 +9,14 @@ Request flow (the server and the ASGI adapter both follow it):
    (middleware + handler) -- or the not-found chain, whose endpoint raises
    404/405 after the global middleware ran;
 3. the chain returns a value, or a coroutine when something is asynchronous;
-   the transport drives it (without an asyncio Task unless it suspends);
-4. the value becomes a response (``h3lab.response``); an exception becomes a
-   JSON error response via ``error_response``;
-5. the event goes back to the pool.
+   the transport awaits it inside the request's own asyncio Task and
+   ``contextvars`` context (the built-in server starts that task eagerly);
+4. the value becomes a response with ``response_for``; an exception becomes
+   a JSON error response with ``error_response``. Both are final (hooks run,
+   staged headers merged) and never raise: the transports send them as they
+   are, so both transports answer every failure the same way;
+5. the event goes back to the pool (later, if ``event.wait_until`` work is
+   still pending).
 
 The app owns every strategy instance (router + cache, pool, memory strategy,
 middleware execution): nothing is module-global, so two apps never share
@@ -21,35 +25,25 @@ state.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from h3lab.callables import is_async_callable
 from h3lab.config import Config
 from h3lab.errors import HTTPError
 from h3lab.event import H3Event
 from h3lab.memory import make_memory
+from h3lab.methods import METHODS
 from h3lab.middleware import Layer, make_execution
 from h3lab.pool import make_pool
-from h3lab.response import Response, json_bytes, to_response
+from h3lab.response import JSON_TYPE, Response, json_bytes, to_response
 from h3lab.routing import ANY_METHOD, Route, make_router, routing_path
 
 logger = logging.getLogger("h3lab")
 error_logger = logging.getLogger("h3lab.error")
-
-METHODS = (
-    "GET",
-    "HEAD",
-    "POST",
-    "PUT",
-    "PATCH",
-    "DELETE",
-    "OPTIONS",
-    "CONNECT",
-    "TRACE",
-    "QUERY",  # safe and idempotent, with a body (draft-ietf-httpbis-safe-method-w-body)
-)
 
 Handler = Callable[[H3Event], Any]
 Hook = Callable[..., Any]
@@ -96,6 +90,9 @@ class H3:
         self.server: Any = None  # set by the server that runs this app (for stats)
         self.errors_unhandled = 0
         self.errors_http = 0
+        # event.wait_until work in flight (strong references: the loop keeps
+        # only weak ones), waited for at graceful shutdown.
+        self.background: set[asyncio.Future[Any]] = set()
 
     def _new_event(self) -> H3Event:
         return H3Event(self)
@@ -131,7 +128,7 @@ class H3:
                 fn,
                 index=self._route_count,
                 middleware=tuple(Layer.of(m) for m in middleware),
-                meta={**(meta or {}), "is_async": _is_async(fn)},
+                meta={**(meta or {}), "is_async": is_async_callable(fn)},
             )
             self.router.add(route)  # raises ValueError on a duplicate or a bad pattern
             self._route_count += 1
@@ -353,6 +350,8 @@ class H3:
         if match is None and event.method == "HEAD":
             match = self.router.match("GET", event.route_path)
         if match is None:
+            if self._stats_path is not None and event.route_path == self._stats_path:
+                return Response(json_bytes(self.stats()), media_type="application/json")
             value = self._not_found_chain(event)  # type: ignore[misc]
         else:
             event.route, event.params = match
@@ -362,7 +361,14 @@ class H3:
         return value
 
     def error_response(self, event: H3Event, exc: BaseException) -> Response:
-        """The response for an exception raised while handling ``event``."""
+        """The final response for an exception raised while handling ``event``.
+
+        An ``on_error`` replacement is sent as the hook returned it; otherwise
+        the JSON error carries the headers staged on the event (CORS, cookies),
+        as a converted value would. ``on_response`` sees it. Never raises: an
+        error that cannot be encoded (a cyclic ``data``) or a failing hook
+        ends in a plain 500.
+        """
         if isinstance(exc, HTTPError):
             self.errors_http += 1
             error = exc
@@ -370,25 +376,72 @@ class H3:
             self.errors_unhandled += 1
             error_logger.error("unhandled error in %s %s", event.method, event.path, exc_info=exc)
             error = HTTPError(500, "Internal Server Error", unhandled=True)
+        response: Response | None = None
         if self.on_error_hook is not None:
             try:
                 replacement = self.on_error_hook(event, error)
                 if isinstance(replacement, Response):
-                    return replacement
+                    response = replacement
             except Exception:  # a failing hook must not turn a 4xx into a crash
                 error_logger.exception("on_error hook failed")
-        headers = list(error.headers.items())
-        return Response(json_bytes(error.to_json()), error.status, headers, "application/json")
-
-    def response_for(self, event: H3Event, value: Any) -> Response:
-        """General conversion of a handler's value, with the on_response hook."""
-        response = to_response(event, value)
+        if response is None:
+            try:
+                body = json_bytes(error.to_json())
+            except Exception as encode_exc:  # RecursionError, TypeError, ValueError
+                error_logger.error(
+                    "could not encode the %d error for %s %s",
+                    error.status,
+                    event.method,
+                    event.path,
+                    exc_info=encode_exc,
+                )
+                response = plain_500()
+            else:
+                headers = _with_staged(event, error.headers)
+                response = Response(body, error.status, headers, JSON_TYPE)
         if self.on_response_hook is not None:
             try:
                 self.on_response_hook(event, response)
             except Exception:
-                error_logger.exception("on_response hook failed")
+                # Already answering an error: the hook's own failure is logged.
+                error_logger.exception("on_response hook failed on an error response")
         return response
+
+    def response_for(self, event: H3Event, value: Any) -> Response:
+        """The final response for a handler's value: conversion, then ``on_response``.
+
+        Never raises: a value that cannot be converted or encoded, or a
+        failing ``on_response`` hook, gives the error response instead.
+        """
+        try:
+            response = to_response(event, value)
+            if self.on_response_hook is not None:
+                self.on_response_hook(event, response)
+        except Exception as exc:
+            return self.error_response(event, exc)
+        return response
+
+    def keep_alive_until(self, future: asyncio.Future[Any]) -> None:
+        """Track ``event.wait_until`` work until it is done (see ``wait_background``)."""
+        self.background.add(future)
+        future.add_done_callback(self.background.discard)
+
+    async def wait_background(self, timeout: float) -> int:
+        """Wait up to ``timeout`` s for ``event.wait_until`` work, then cancel what is left.
+
+        Called at graceful shutdown (by the server, and by the ASGI adapter's
+        lifespan shutdown); returns how many were cancelled.
+        """
+        pending = set(self.background)
+        if not pending:
+            return 0
+        _, left = await asyncio.wait(pending, timeout=max(timeout, 0.0))
+        for future in left:
+            future.cancel()
+        if left:
+            error_logger.warning("cancelled %d event.wait_until task(s) at shutdown", len(left))
+            await asyncio.wait(left, timeout=1.0)
+        return len(left)
 
     # -- statistics ----------------------------------------------------------
 
@@ -423,8 +476,21 @@ def _is_h3_mount(meta: dict[str, Any]) -> bool:
     return mount is not None and isinstance(mount.app, H3)
 
 
-def _is_async(fn: Callable[..., Any]) -> bool:
-    if inspect.iscoroutinefunction(fn):
-        return True
-    call = getattr(fn, "__call__", None)  # noqa: B004 - callable objects with async __call__
-    return call is not None and inspect.iscoroutinefunction(call)
+def plain_500() -> Response:
+    """The last resort: what is sent when even the error response cannot be built."""
+    return Response(
+        b'{"status":500,"message":"Internal Server Error","data":null}', 500, None, JSON_TYPE
+    )
+
+
+def _with_staged(event: H3Event, headers: dict[str, str]) -> list[tuple[str, str]]:
+    """An error's headers plus those staged on the event (every Set-Cookie, and
+    any other name the error does not set), as ``to_response`` merges them."""
+    merged = list(headers.items())
+    staged = event._resp_headers
+    if staged:
+        present = {name.lower() for name, _ in merged}
+        merged += [
+            (k, v) for k, v in staged if k.lower() == "set-cookie" or k.lower() not in present
+        ]
+    return merged

@@ -7,6 +7,14 @@ per-request field: a pooled event that leaked one request's params, headers,
 cookies, context, status or body into the next would be a data leak between
 clients (tests/test_pool.py proves it does not).
 
+A released event is unusable: the pool turns it into a ``ReleasedEvent``
+(same object, same memory layout, another class: one pointer store), on which
+every attribute access raises ``RuntimeError``. Work that must outlive the
+response (an audit write, a cache fill) says so with ``event.wait_until(aw)``,
+as in h3 v2: the event stays out of the pool until ``aw`` is done, and the
+server waits for it at graceful shutdown. So a background task holding the
+event reads its own request, or fails loudly -- never another client's data.
+
 Everything derived from the raw request (headers mapping, query mapping,
 cookies, parsed JSON/form) is built lazily on first access: the plaintext
 benchmark's handler touches none of it and pays for none of it.
@@ -14,15 +22,17 @@ benchmark's handler touches none of it and pays for none of it.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+from collections.abc import Awaitable
 from types import CoroutineType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from h3lab.datastructures import Headers, QueryParams
 from h3lab.errors import HTTPError
 
-if TYPE_CHECKING:
-    pass
+logger = logging.getLogger("h3lab")
 
 _UNSET: Any = object()
 _NO_HEADERS: Any = ()  # immutable: the server assigns a fresh list per request
@@ -43,7 +53,9 @@ class H3Event:
         "_mount",
         "_query",
         "_raw_headers",
+        "_release_to",
         "_resp_headers",
+        "_waiting",
         "app",
         "asgi_scope",
         "conn",
@@ -78,6 +90,8 @@ class H3Event:
         # The ASGI scope under the ASGI adapter (which sets and clears it), so
         # a mounted ASGI app gets the outer scope forwarded; None elsewhere.
         self.asgi_scope: dict[str, Any] | None = None
+        self._waiting: set[asyncio.Future[Any]] | None = None
+        self._release_to: Any = None
         self._reset_fields()
 
     def _reset_fields(self) -> None:
@@ -118,6 +132,40 @@ class H3Event:
         self.conn = None
         self.remote = None
         self._mount = None  # restored by the mount itself; this is the safety net
+        self._waiting = None
+        self._release_to = None
+
+    # -- lifetime ----------------------------------------------------------
+
+    def wait_until(self, awaitable: Awaitable[Any]) -> asyncio.Future[Any]:
+        """Keep this event (and the server) alive until ``awaitable`` is done (h3 v2).
+
+        A coroutine is scheduled as a task (in this request's context). The
+        response does not wait for it; the event is not recycled before it is
+        done, and graceful shutdown waits for it (within ``limits.shutdown_grace``).
+        Returns the task or future, whose failure is logged.
+        """
+        future = asyncio.ensure_future(awaitable)
+        waiting = self._waiting
+        if waiting is None:
+            waiting = self._waiting = set()
+        waiting.add(future)
+        future.add_done_callback(self._wait_done)
+        app = self.app
+        if app is not None:
+            app.keep_alive_until(future)
+        return future
+
+    def _wait_done(self, future: asyncio.Future[Any]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            logger.error("event.wait_until task failed", exc_info=future.exception())
+        waiting = self._waiting
+        if waiting is not None:
+            waiting.discard(future)
+            if not waiting and self._release_to is not None:
+                # The request ended while this was pending: release now.
+                pool, self._release_to = self._release_to, None
+                pool.release(self)
 
     def _call_next(self) -> Any:
         result = self.mw_chain.step(self)
@@ -186,7 +234,14 @@ class H3Event:
         return self._body
 
     async def text(self) -> str:
-        return self._body.decode(self._charset(), errors="replace")
+        """The body decoded with its declared charset (UTF-8 by default); 400
+        for a charset Python does not know or that is not a text encoding."""
+        charset = self._charset()
+        try:
+            return self._body.decode(charset, errors="replace")
+        except (LookupError, ValueError):  # unknown ("x-nope") or not text ("rot13")
+            reason = f"unsupported charset {charset!r}"
+            raise HTTPError(400, "Invalid text body", {"reason": reason}) from None
 
     async def json(self) -> Any:
         """The body parsed as JSON; 400 when it is not valid JSON."""
@@ -197,6 +252,10 @@ class H3Event:
                 self._json = json.loads(self._body)
             except (ValueError, UnicodeDecodeError) as exc:
                 raise HTTPError(400, "Invalid JSON body", {"reason": str(exc)}) from None
+            except RecursionError:
+                # A client's input, not a server fault: ``[[[[...`` 100,000 deep.
+                reason = "nested too deeply"
+                raise HTTPError(400, "Invalid JSON body", {"reason": reason}) from None
         return self._json
 
     async def form(self) -> Any:
@@ -262,3 +321,29 @@ class H3Event:
 
     def __repr__(self) -> str:
         return f"<H3Event {self.method} {self.path}>"
+
+
+_RELEASED_MESSAGE = (
+    "this H3Event was released: its request has ended and the event may already "
+    "serve another request. Work that outlives the response must be registered "
+    "with event.wait_until(awaitable), which keeps the event until it is done"
+)
+
+
+class ReleasedEvent(H3Event):
+    """What a released ``H3Event`` becomes (``pool.release``): any use raises.
+
+    Same slots, so switching ``__class__`` back and forth costs one store and
+    works under every pool policy; ``acquire`` switches it back.
+    """
+
+    __slots__ = ()
+
+    def __getattribute__(self, name: str) -> Any:
+        raise RuntimeError(f"{_RELEASED_MESSAGE} (while reading {name!r})")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise RuntimeError(f"{_RELEASED_MESSAGE} (while setting {name!r})")
+
+    def __repr__(self) -> str:
+        return "<H3Event (released)>"

@@ -45,6 +45,8 @@ from dataclasses import dataclass
 from types import CoroutineType
 from typing import Any, ClassVar, Protocol
 
+from h3lab.callables import is_async_callable
+from h3lab.methods import METHODS
 from h3lab.registry import Registry
 from h3lab.routing.pattern import STATIC, Segment, parse_pattern
 
@@ -103,7 +105,7 @@ class Layer:
             raise TypeError(f"middleware match must be callable(event) -> bool, got {match!r}")
         methods = _method_set(method)
         has_options = methods is not None or match is not None
-        return cls(fn, prefix, kind, inspect.iscoroutinefunction(fn), methods, match, has_options)
+        return cls(fn, prefix, kind, is_async_callable(fn), methods, match, has_options)
 
     def accepts(self, event: Any) -> bool:
         """The options' verdict on one request (the prefix is ``applies``)."""
@@ -124,8 +126,6 @@ class Layer:
 def _method_set(method: str | Sequence[str] | None) -> frozenset[str] | None:
     if method is None:
         return None
-    from h3lab.app import METHODS  # the one list of served methods
-
     names = [method] if isinstance(method, str) else list(method)
     if not names or not all(isinstance(name, str) for name in names):
         raise ValueError(

@@ -16,6 +16,14 @@ A pool sized for a traffic burst would keep that memory forever, so every
 of events *in use* since the last trim: the pool follows real concurrency
 instead of its historical peak.
 
+Release is where a use-after-release bug would start, so it is guarded,
+under every policy: an event with ``wait_until`` work pending is not released
+yet (the last awaitable to finish releases it), and a released event becomes
+a ``ReleasedEvent`` -- the same object under a class whose every attribute
+access raises -- until ``acquire`` hands it out again. A task that kept the
+event past its response fails loudly instead of reading reset fields or,
+worse, the next client's request.
+
 The pool belongs to one app instance, never to the module: two apps (or two
 tests) never share events.
 """
@@ -26,10 +34,12 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from h3lab.event import H3Event
+from h3lab.event import H3Event, ReleasedEvent
 from h3lab.registry import Registry
 
 EventFactory = Callable[[], H3Event]
+
+_set_attribute = object.__setattr__  # ReleasedEvent refuses plain attribute stores
 
 
 @runtime_checkable
@@ -70,9 +80,13 @@ class NoEventPool:
         return self._factory()
 
     def release(self, event: H3Event) -> None:
+        if event._waiting:  # wait_until work pending: its last awaitable releases it
+            event._release_to = self
+            return
         # Reset anyway: a handler that kept a reference to the event (a task it
         # started) must not keep the request's body and headers alive.
         event.reset()
+        event.__class__ = ReleasedEvent
         self.released += 1
         self.in_use -= 1
 
@@ -123,7 +137,7 @@ class BoundedEventPool:
         self._factory = factory
         self.capacity = size
         self.trim_interval = trim_interval
-        self._free: list[H3Event] = [factory() for _ in range(warmup)]
+        self._free: list[H3Event] = [_released(factory()) for _ in range(warmup)]
         self.created = warmup
         self.reused = 0
         self.acquired = 0
@@ -144,12 +158,18 @@ class BoundedEventPool:
         free = self._free
         if free:
             self.reused += 1
-            return free.pop()
+            event = free.pop()
+            _set_attribute(event, "__class__", H3Event)
+            return event
         self.created += 1
         return self._factory()
 
     def release(self, event: H3Event) -> None:
+        if event._waiting:  # wait_until work pending: its last awaitable releases it
+            event._release_to = self
+            return
         event.reset()
+        event.__class__ = ReleasedEvent
         self.in_use -= 1
         free = self._free
         if len(free) < self.capacity:
@@ -187,6 +207,11 @@ class BoundedEventPool:
             "dropped": self.dropped,
             "trimmed": self.trimmed,
         }
+
+
+def _released(event: H3Event) -> H3Event:
+    event.__class__ = ReleasedEvent
+    return event
 
 
 def make_pool(

@@ -7,7 +7,7 @@ dict / list / number    JSON, ``application/json``
 str                     ``text/plain; charset=utf-8``
 bytes-like              ``application/octet-stream``
 None                    204 with no body
-``Response``            as is (event headers such as cookies merged in)
+``Response``            as is, or a copy with the event's headers (cookies) merged in
 async iterator          streamed with chunked transfer-encoding
 =====================  ======================================================
 
@@ -122,6 +122,14 @@ class Response:
             header_list.append(("content-type", content_type))
         self.headers = header_list
 
+    def with_headers(self, headers: list[tuple[str, str]]) -> Response:
+        """The same status and body with ``headers`` (taken as given); ``self`` is untouched."""
+        copy = Response.__new__(Response)
+        copy.status = self.status
+        copy.body = self.body
+        copy.headers = headers
+        return copy
+
     @property
     def streaming(self) -> bool:
         return not isinstance(self.body, bytes)
@@ -146,13 +154,18 @@ def to_response(event: H3Event, value: Any) -> Response:
     """The general conversion of a handler's return value (see module table)."""
     if isinstance(value, Response):
         extra = event._resp_headers
-        if extra:
-            present = {k.lower() for k, _ in value.headers}
-            for name, val in extra:
-                lower = name.lower()
-                if lower == "set-cookie" or lower not in present:
-                    value.headers.append((name, val))
-        return value
+        if not extra:
+            return value
+        # A copy: the handler may return the same Response object to every
+        # request (a module-level constant); this request's headers (its
+        # Set-Cookie) must never be written into it.
+        present = {k.lower() for k, _ in value.headers}
+        merged = list(value.headers)
+        for name, val in extra:
+            lower = name.lower()
+            if lower == "set-cookie" or lower not in present:
+                merged.append((name, val))
+        return value.with_headers(merged)
     status = event.status
     headers = list(event._resp_headers) if event._resp_headers else []
     if value is None:

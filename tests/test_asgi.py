@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -13,6 +21,8 @@ import uvicorn
 from h3lab import H3, Config, HTTPError
 from h3lab.event import H3Event
 from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def build() -> H3:
@@ -112,3 +122,46 @@ async def test_asgi_body_limit() -> None:
     }
     await app.asgi(scope, receive, send)
     assert sent[0]["status"] == 413
+
+
+def test_uvicorn_exits_promptly_on_sigterm_after_a_stream_client_left() -> None:
+    """A stream whose client left is stopped, so uvicorn's graceful shutdown
+    (which waits for every request task) ends at once on SIGTERM."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "tests.apps.feed:asgi", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = _uvicorn_port(proc)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(b"GET /feed HTTP/1.1\r\nHost: t\r\n\r\n")
+            received = b""
+            while b"data: tick" not in received:
+                chunk = sock.recv(4096)
+                assert chunk, received
+                received += chunk
+        time.sleep(0.3)  # the disconnect reaches the app
+        proc.send_signal(signal.SIGTERM)
+        # uvicorn re-raises the signal once it has shut down gracefully.
+        assert proc.wait(timeout=5) in (0, -signal.SIGTERM)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()  # type: ignore[union-attr]
+
+
+def _uvicorn_port(proc: subprocess.Popen[str]) -> int:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()  # type: ignore[union-attr]
+        if not line:
+            break
+        match = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
+        if match:
+            return int(match[1])
+    raise AssertionError("uvicorn did not announce its port")

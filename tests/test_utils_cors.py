@@ -67,6 +67,8 @@ async def test_preflight_wildcard_answered_without_next() -> None:
     assert result.body == b""
     # h3 v2: no Access-Control-Request-Headers, no Allow-Headers (never a bare '*').
     assert header_dict(result.headers) == {
+        # "*" here, the requested headers echoed when there are some: it varies.
+        "vary": "Access-Control-Request-Headers",
         "access-control-allow-origin": "*",
         "access-control-allow-methods": "*",
         "access-control-max-age": "600",
@@ -77,6 +79,11 @@ async def test_preflight_echoes_requested_headers_for_wildcard() -> None:
     event = preflight_event(Access_Control_Request_Headers="authorization, x-trace")
     result, _ = await run(cors(), event)
     assert result.header("access-control-allow-headers") == "authorization, x-trace"
+    # The answer depends on that request header: a shared cache must key on it.
+    assert result.header("vary") == "Access-Control-Request-Headers"
+    listed = preflight_event(Access_Control_Request_Headers="x-trace")
+    result, _ = await run(cors(origin=[ORIGIN]), listed)
+    assert result.header("vary") == "Origin, Access-Control-Request-Headers"
 
 
 async def test_preflight_listed_origin_and_explicit_lists() -> None:
@@ -110,6 +117,9 @@ async def test_preflight_with_credentials_echoes_method_and_headers() -> None:
     assert headers["access-control-allow-credentials"] == "true"
     assert headers["access-control-allow-methods"] == "PUT"
     assert headers["access-control-allow-headers"] == "authorization"
+    assert headers["vary"] == (
+        "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
+    )
     assert "*" not in headers.values()
 
 

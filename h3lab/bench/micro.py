@@ -620,16 +620,44 @@ def _pool_observer(pool: Any) -> Observer:
     return observe
 
 
+def _guard_loop(guarded: bool) -> Op:
+    """The release guard alone (``pool.py``): the ``wait_until`` check and the
+    ``ReleasedEvent`` class switch at release, the switch back at acquire.
+    ``guarded=False`` is the same loop without them (subtract it)."""
+    from h3lab.event import H3Event, ReleasedEvent
+
+    event = H3Event()
+    set_attribute = object.__setattr__
+
+    def run(loops: int) -> int:
+        if not guarded:
+            for _ in range(loops):
+                pass
+            return loops
+        for _ in range(loops):
+            if event._waiting:
+                raise BenchmarkError("no wait_until work was registered")
+            event.__class__ = ReleasedEvent
+            set_attribute(event, "__class__", H3Event)
+        return loops
+
+    return run
+
+
 def bench_pool(
     policies: Sequence[str] | None = None,
     sizes: Sequence[int] = (16, 256),
     concurrency: Sequence[int] = (1, 16, 64),
+    guard: bool = False,
     **timing: Any,
 ) -> list[dict[str, Any]]:
     """ns per event acquire+release with ``concurrency`` events held at once.
 
     ``none`` (a fresh event each time) is the plain-allocation baseline; its
     size is meaningless, so it runs once per concurrency with ``pool_size`` 0.
+    ``guard=True`` adds the ``release-guard`` rows: what the use-after-release
+    guard costs per request (``guarded`` minus ``bare``), under every policy
+    (off by default: the event-pool study's rows keep their shape).
     """
     from h3lab.event import H3Event
     from h3lab.pool import POOLS, make_pool
@@ -654,6 +682,11 @@ def bench_pool(
                         null=_null_loop(c),
                     )
                 )
+    if guard:
+        cases += [
+            Case("pool", "release-guard", name, "guard", _guard_loop(name == "guarded"))
+            for name in ("guarded", "bare")
+        ]
     return run_cases(cases, **timing)
 
 

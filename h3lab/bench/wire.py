@@ -11,12 +11,24 @@ The ``raw`` case is the floor: a bare httptools parser that answers every
 request with one fixed byte string, the least any Python server built on
 httptools can do. Every batch's responses are checked (count and status)
 before timing, so a fast wrong answer raises.
+
+Every request runs in its own asyncio Task (``h3lab.server.tasks``), so the
+batches are fed from a callback of a running event loop, as a socket read
+is. The ``task-start`` rows price the ways a request's coroutine can be run,
+for a coroutine that returns at once: ``send`` (a bare ``coro.send(None)``,
+no task, no context: what the server did before issue 10), ``context``
+(the same in a copied ``contextvars`` context), ``server`` (what
+``start_request_task`` does on this interpreter), ``eager`` (3.12+'s
+``eager_start``), ``scheduled`` (``loop.create_task``, answered one loop
+iteration later).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
+from contextvars import copy_context
 from typing import Any
 
 import httptools
@@ -79,13 +91,103 @@ def _check(writes: list[bytes], label: str) -> None:
         raise BenchmarkError(f"{label}: {answered} of {BATCH} requests answered 200")
 
 
-def _loop(feed: Any, batch: bytes) -> Any:
+def _in_loop(loop: asyncio.AbstractEventLoop, run: Callable[[int], int]) -> Callable[[int], int]:
+    """``run`` called from a callback of the running ``loop`` (where a socket read
+    is delivered): request tasks start eagerly and no task is current."""
+
+    def call(loops: int) -> int:
+        out: list[int] = []
+
+        def callback() -> None:
+            try:
+                out.append(run(loops))
+            finally:
+                loop.stop()
+
+        loop.call_soon(callback)
+        loop.run_forever()
+        return out[0]
+
+    return call
+
+
+def _loop(loop: asyncio.AbstractEventLoop, feed: Any, batch: bytes) -> Any:
     def run(loops: int) -> int:
         for _ in range(loops):
             feed(batch)
         return loops * BATCH
 
-    return run
+    return _in_loop(loop, run)
+
+
+async def _returns_at_once() -> str:
+    return "ok"
+
+
+def _task_start_cases(loop: asyncio.AbstractEventLoop) -> list[Case]:
+    """ns per coroutine for each way of running a request's coroutine (module docstring)."""
+    from h3lab.server.tasks import start_mode, start_request_task
+
+    def send(loops: int) -> int:
+        for _ in range(loops):
+            coro = _returns_at_once()
+            try:  # noqa: SIM105 - contextlib.suppress would be timed too
+                coro.send(None)
+            except StopIteration:
+                pass
+        return loops
+
+    def context(loops: int) -> int:
+        for _ in range(loops):
+            coro = _returns_at_once()
+            try:  # noqa: SIM105 - contextlib.suppress would be timed too
+                copy_context().run(coro.send, None)
+            except StopIteration:
+                pass
+        return loops
+
+    def server(loops: int) -> int:
+        for _ in range(loops):
+            task = start_request_task(loop, _returns_at_once())
+            if not task.done():
+                raise BenchmarkError("a request task that returns at once did not finish eagerly")
+        return loops
+
+    def eager(loops: int) -> int:
+        for _ in range(loops):
+            asyncio.Task(_returns_at_once(), loop=loop, eager_start=True)  # type: ignore[call-arg]
+        return loops
+
+    def scheduled(loops: int) -> int:
+        # One task at a time, each answered one loop iteration later (the
+        # pipelined case: the next request waits for the previous answer).
+        async def chain() -> None:
+            for _ in range(loops):
+                await loop.create_task(_returns_at_once())
+
+        loop.run_until_complete(chain())
+        return loops
+
+    variants: list[tuple[str, Callable[[int], int]]] = [
+        ("send", _in_loop(loop, send)),
+        ("context", _in_loop(loop, context)),
+        ("server", _in_loop(loop, server)),
+        ("scheduled", scheduled),
+    ]
+    if sys.version_info >= (3, 12):
+        variants.insert(3, ("eager", _in_loop(loop, eager)))
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return [
+        Case(
+            "protocol",
+            "task-start",
+            name,
+            "returns-at-once",
+            fn,
+            {"python": version, "loop": type(loop).__module__.split(".")[0], "mode": start_mode()},
+        )
+        for name, fn in variants
+    ]
 
 
 class _RawProtocol:
@@ -112,29 +214,31 @@ class _RawProtocol:
 def bench_protocol(
     presets: Sequence[str] | None = None,
     endpoints: Sequence[str] = ("/plaintext", "/json", "/users/:id"),
+    task_start: bool = True,
     **timing: Any,
 ) -> list[dict[str, Any]]:
-    """ns per request through ``HttpProtocol`` per preset and endpoint, and the raw floor."""
+    """ns per request through ``HttpProtocol`` per preset and endpoint, the raw
+    floor, and (``task_start``) the cost of each way to start a request's task."""
     from h3lab.bench.apps import build_app
     from h3lab.bench.results import config_columns
     from h3lab.config import PRESETS, Config
-    from h3lab.server.core import Server
+    from h3lab.server.core import Server, _loop_factory
     from h3lab.server.protocol import HttpProtocol
 
-    loop = asyncio.new_event_loop()
+    loop = _loop_factory("auto")()  # uvloop where installed, as h3lab serve runs
     cases = []
     for preset in tuple(PRESETS if presets is None else presets):
         config = Config.preset(preset)
         app = build_app(config)
         app.prepare()
         server = Server(app, "127.0.0.1", 0)
-        server.loop = loop  # never run: every benchmarked handler completes inline
+        server.loop = loop
         for endpoint in endpoints:
             transport = MemoryTransport()
             protocol = HttpProtocol(server)
             protocol.connection_made(transport)
             batch = _batch(_PATHS[endpoint])
-            protocol.data_received(batch)
+            _in_loop(loop, lambda _, p=protocol, b=batch: p.data_received(b) or 1)(1)
             _check(transport.writes, f"protocol {preset} {endpoint}")
             transport.keep = False
             cases.append(
@@ -143,7 +247,7 @@ def bench_protocol(
                     preset,
                     endpoint,
                     "pipelined-keepalive",
-                    _loop(protocol.data_received, batch),
+                    _loop(loop, protocol.data_received, batch),
                     config_columns(config),
                     setup=app.memory.install,
                     teardown=app.memory.close,
@@ -162,9 +266,11 @@ def bench_protocol(
                 "raw",
                 endpoint,
                 "pipelined-keepalive",
-                _loop(raw.parser.feed_data, batch),
+                _loop(loop, raw.parser.feed_data, batch),
             )
         )
+    if task_start:
+        cases += _task_start_cases(loop)
     try:
         return run_cases(cases, **timing)
     finally:

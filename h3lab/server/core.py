@@ -224,6 +224,8 @@ class Server:
         deadline = time.monotonic() + grace
         while any(c.in_flight() for c in self.connections) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+        # event.wait_until work (started by the requests just finished) shares the grace.
+        await self.app.wait_background(deadline - time.monotonic())
         for conn in list(self.connections):
             conn.close()
         # close() waits for the write buffer to flush; a client that does not

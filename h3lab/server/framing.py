@@ -71,15 +71,12 @@ import re
 
 import httptools
 
-# The methods the app layer can route, as llhttp reports them (bytes) ->
-# the interned str put on the event. A method llhttp knows but that is not
-# here (PROPFIND, PURGE, SOURCE, ...) can never reach a handler: 501.
-# CONNECT is left out on purpose: it asks for a tunnel, which this server
-# never opens.
-METHODS: dict[bytes, str] = {
-    m.encode(): m
-    for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "QUERY")
-}
+from h3lab.methods import METHODS as ROUTABLE_METHODS
+
+# The methods the app layer can route (h3lab.methods), as llhttp reports them
+# (bytes) -> the interned str put on the event. A method llhttp knows but that
+# is not there (PROPFIND, PURGE, SOURCE, CONNECT...) can never reach a handler: 501.
+METHODS: dict[bytes, str] = {m.encode(): m for m in ROUTABLE_METHODS}
 
 # Methods whose request body means nothing to a handler: it is read (so it
 # can never be taken for a pipelined request) and dropped.

@@ -8,8 +8,10 @@ second by the server, not formatted per request).
 
 from __future__ import annotations
 
+import re
 from email.utils import formatdate
 from http import HTTPStatus
+from urllib.parse import quote
 
 from h3lab.response import Response
 
@@ -49,20 +51,74 @@ def fast_prefix(server: bytes, content_type: bytes) -> bytes:
 
 
 class UnsafeHeader(ValueError):
-    """A handler produced a header that would split the response (CR/LF/NUL)."""
+    """A handler produced a header that cannot be sent: it would split the
+    response (CR/LF/NUL), or it is not Latin-1 where RFC 8187 does not apply."""
 
 
-def encode_headers(headers: list[tuple[str, str]]) -> bytes:
-    """Encode user headers; refuse CR, LF or NUL anywhere (response splitting)."""
-    parts = []
+def header_fields(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Validate and encode user headers (both transports use it).
+
+    Refuses CR, LF or NUL anywhere (response splitting) and malformed names.
+    A value that is not Latin-1 is encoded per RFC 8187 where the header
+    defines extended parameters (``Content-Disposition``: ``filename*``,
+    RFC 6266); anywhere else it is refused (``UnsafeHeader``, a 500).
+    """
+    fields = []
     for name, value in headers:
         for bad in _FORBIDDEN_IN_HEADERS:
             if bad in name or bad in value:
                 raise UnsafeHeader(f"header {name!r} contains a control character")
         if not name or ":" in name or " " in name:
             raise UnsafeHeader(f"invalid header name {name!r}")
-        parts.append(b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("latin-1")))
-    return b"".join(parts)
+        try:
+            fields.append((name.encode("latin-1"), value.encode("latin-1")))
+        except UnicodeEncodeError:
+            fields.append((_ascii_name(name), _extended_value(name, value)))
+    return fields
+
+
+def encode_headers(headers: list[tuple[str, str]]) -> bytes:
+    """The header lines of ``headers`` (see ``header_fields``)."""
+    return b"".join(b"%s: %s\r\n" % field for field in header_fields(headers))
+
+
+def _ascii_name(name: str) -> bytes:
+    try:
+        return name.encode("ascii")
+    except UnicodeEncodeError:
+        raise UnsafeHeader(f"header name {name!r} is not ASCII") from None
+
+
+# Content-Disposition parameters: name=token or name="quoted string".
+_PARAM = re.compile(r';\s*([^\s;=]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
+# RFC 8187 attr-char besides ALPHA / DIGIT (which quote() always keeps).
+_ATTR_CHAR = "!#$&+-.^_`|~"
+
+
+def _extended_value(name: str, value: str) -> bytes:
+    """A non-Latin-1 value as RFC 8187 extended parameters, or ``UnsafeHeader``."""
+    if name.lower() != "content-disposition":
+        raise UnsafeHeader(
+            f"header {name!r} is not Latin-1 and has no RFC 8187 form; encode it first"
+        )
+    kind, _, rest = value.partition(";")
+    kind = kind.strip()
+    if not kind.isascii():
+        raise UnsafeHeader(f"Content-Disposition type {kind!r} is not ASCII")
+    out = [kind]
+    for match in _PARAM.finditer(";" + rest):
+        param, raw = match[1], match[2].strip()
+        text = raw[1:-1].replace('\\"', '"').replace("\\\\", "\\") if raw[:1] == '"' else raw
+        if text.isascii():
+            out.append(f"{param}={raw}")
+            continue
+        if not param.isascii() or param.endswith("*"):
+            raise UnsafeHeader(f"Content-Disposition parameter {param!r} cannot be encoded")
+        # An ASCII fallback for old clients, then the exact value (RFC 6266 4.3).
+        fallback = text.encode("ascii", "replace").decode().replace('"', "'")
+        out.append(f'{param}="{fallback}"')
+        out.append(f"{param}*=UTF-8''{quote(text, safe=_ATTR_CHAR)}")
+    return "; ".join(out).encode("ascii")
 
 
 def response_head(
@@ -102,8 +158,14 @@ def response_head(
     return b"".join(parts)
 
 
-def error_bytes(status: int, message: str, *, server: bytes = b"", date: bytes = b"") -> bytes:
-    """A complete ``connection: close`` JSON error response, for protocol errors."""
+def error_bytes(
+    status: int, message: str, *, server: bytes = b"", date: bytes = b"", head_only: bool = False
+) -> bytes:
+    """A complete ``connection: close`` JSON error response, for protocol errors.
+
+    ``head_only``: the answer to a HEAD request, headers only (RFC 9110 9.3.2),
+    with the length the body would have had.
+    """
     import json
 
     body = json.dumps(
@@ -117,6 +179,6 @@ def error_bytes(status: int, message: str, *, server: bytes = b"", date: bytes =
             b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body),
             CONNECTION_CLOSE,
             b"\r\n",
-            body,
+            b"" if head_only else body,
         )
     )

@@ -8,13 +8,16 @@ httptools calls back as it parses: ``on_message_begin``, ``on_url``,
 at ``on_message_complete``, when its body is complete: handlers always see a
 whole body.
 
-Dispatch runs the app's chain *inline* in the parser callback. When the chain
-returns a coroutine it is stepped once with ``send(None)``: if it finishes
-without suspending (the common case: no real I/O in the handler), the
-response is written right there and no asyncio Task is ever created. Only a
-coroutine that really suspends is handed to a Task (``_continue``), and while
-it runs, later pipelined requests wait in ``self.queue`` so responses leave
-in request order.
+Every request runs in its own asyncio Task, in its own copy of the
+``contextvars`` context (``_serve``: handler, conversion, response, release),
+so ``asyncio.current_task()``, ``asyncio.timeout`` and ``ContextVar``s behave
+exactly as under uvicorn. The task is started *eagerly*
+(``h3lab.server.tasks``): its first step runs inside the parser callback, so
+a handler that does not suspend (the common case: no real I/O) is answered
+right there, with no event-loop round trip. A task that suspends holds
+``self.running`` until it ends (``_request_done``, a done callback), and
+later pipelined requests wait in ``self.queue`` meanwhile, so responses
+leave in request order.
 
 Hostile input (see ``h3lab.server.framing`` for who refuses what)
 ------------------------------------------------------------------
@@ -47,7 +50,6 @@ send timeout for a client that stopped reading.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from types import CoroutineType
@@ -56,7 +58,9 @@ from urllib.parse import quote_from_bytes, unquote
 
 import httptools
 
+from h3lab.app import plain_500
 from h3lab.errors import HTTPError
+from h3lab.methods import ALLOW_ALL
 from h3lab.response import JSON_TYPE, Response, json_encode
 from h3lab.routing import routing_path
 from h3lab.server import framing, http11
@@ -68,6 +72,7 @@ from h3lab.server.framing import (
     METHODS,
     Refusal,
 )
+from h3lab.server.tasks import start_request_task
 
 if TYPE_CHECKING:
     from h3lab.event import H3Event
@@ -102,7 +107,6 @@ _RARE_NAME_SIZES = frozenset(len(n) for n in _RARE_NAMES | _CONNECTION_NAMES)
 _RARE_NAME_KEYS = frozenset(len(n) << 8 | n[0] for n in _RARE_NAMES | _CONNECTION_NAMES)
 
 _SAFE_PATH = "/%:@!$&'()*+,;=-._~"
-_ALLOW_ALL = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE"
 
 
 class _Held:
@@ -247,7 +251,8 @@ class HttpProtocol(asyncio.Protocol):
         self._pending_error: bytes | None = None
         self._continue_pending: list[tuple[bytes, bytes]] | None = None
         self._eof_seen = False
-        self._task_pending: tuple[H3Event, Any] | None = None
+        # The event of a request task created but not started yet (_dispatch).
+        self._task_pending: H3Event | None = None
         self._send_mark = -1
         self._send_since = 0.0
         # Per-request parse state.
@@ -298,18 +303,8 @@ class HttpProtocol(asyncio.Protocol):
         self._release_body()
         task = self.running
         if task is not None and not task.done():
-            pending = self._task_pending
-            if pending is not None:
-                # The task was created but has not run yet, so it never will:
-                # cancelling an unstarted coroutine skips its cleanup, so do it here.
-                self._task_pending = None
-                event, coro = pending
-                if coro is not None:
-                    with contextlib.suppress(BaseException):
-                        coro.throw(asyncio.CancelledError())
-                    coro.close()
-                self.pool.release(event)
-            # The handler sees the disconnect as a cancellation at its next await.
+            # The handler sees the disconnect as a cancellation at its next
+            # await (a task cancelled before its first step: _request_done).
             task.cancel()
         self._drop_queue()
 
@@ -765,125 +760,144 @@ class HttpProtocol(asyncio.Protocol):
             if len(self.queue) >= self.limits.max_pipeline:
                 self._pause_input("pipeline")
         elif event.raw_path == "*":
-            self._respond(event, _options_star(), event.keep_alive)
+            self._answer_star(event)
         else:
             self._dispatch(event)
 
     # -- dispatch ------------------------------------------------------------
 
     def _dispatch(self, event: H3Event) -> None:
-        keep_alive = event.keep_alive
-        try:
-            result = self.app.handle(event)
-            if type(result) is CoroutineType:
-                try:
-                    yielded = result.send(None)
-                except StopIteration as stop:
-                    result = stop.value
-                else:
-                    self._task_pending = (event, result)
-                    self.running = self.loop.create_task(
-                        self._continue(event, result, yielded, keep_alive)
-                    )
-                    return
-        except Exception as exc:
-            result = self.app.error_response(event, exc)
-        self._respond(event, result, keep_alive)
+        """Run the request in its own Task and context, started eagerly (``tasks``).
 
-    async def _continue(self, event: H3Event, coro: Any, yielded: Any, keep_alive: bool) -> None:
-        """Drive a chain that suspended, the way a Task would have."""
-        self._task_pending = None  # started: from here on the cleanup is ours
-        try:
-            try:
-                result = await _drive(coro, yielded)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                result = self.app.error_response(event, exc)
-            # keep_alive_next may have turned False meanwhile (shutdown, EOF):
-            # then the last response before the close says so.
-            self._respond(event, result, keep_alive and self._more_follows())
-        except asyncio.CancelledError:
-            # The client went away (connection_lost cancelled us).
+        A handler that does not suspend is answered before this returns (the
+        task is already done); one that does keeps the connection's ``running``
+        slot until its task ends, and later pipelined requests queue meanwhile.
+        """
+        self._task_pending = event  # until the task's first step (see _request_done)
+        task = start_request_task(self.loop, self._serve(event))
+        if not task.done():
+            self.running = task
+            task.add_done_callback(self._request_done)
+
+    def _answer_star(self, event: H3Event) -> None:
+        """``OPTIONS *``: answered by the server itself, no handler, no task."""
+        self._respond(event, _options_star(), event.keep_alive)
+        self._release(event)
+
+    def _request_done(self, task: asyncio.Task[Any]) -> None:
+        """A request task that suspended has ended (runs outside any task)."""
+        if self.running is task:
+            self.running = None
+        event = self._task_pending
+        if event is not None:
+            # Cancelled before its first step (the client left at once): the
+            # task's own cleanup never ran, so the event is released here.
+            self._task_pending = None
             self._release(event)
-            return
-        finally:
-            if self.running is asyncio.current_task():
-                self.running = None
         if self.running is None:
             self._next_in_queue()
 
-    def _respond(self, event: H3Event, result: Any, keep_alive: bool) -> None:
-        """Write the response for ``result`` (fast paths first), then finish."""
+    async def _serve(self, event: H3Event) -> None:
+        """One request, in its own task: handler, response, finish, release."""
+        self._task_pending = None  # started: from here on the cleanup is ours
+        app = self.app
+        keep_alive = event.keep_alive
+        try:
+            try:
+                result = app.handle(event)
+                if type(result) is CoroutineType:
+                    result = await result
+                    # keep_alive_next may have turned False meanwhile (shutdown,
+                    # EOF): then the last response before the close says so.
+                    keep_alive = keep_alive and self._more_follows()
+            except Exception as exc:
+                response = app.error_response(event, exc)
+            except asyncio.CancelledError as exc:
+                if _cancel_requested():
+                    raise  # the client left, or the server is stopping
+                response = app.error_response(event, exc)  # the handler's own
+            else:
+                if self._respond_fast(event, result, keep_alive):
+                    return
+                response = app.response_for(event, result)
+            if response.streaming:
+                await self._stream(event, response, keep_alive)
+            else:
+                self._respond(event, response, keep_alive)
+        except asyncio.CancelledError:
+            raise  # the client went away (connection_lost cancelled us)
+        except Exception:
+            # A bug of ours while answering: never a hang, never a leak.
+            logger.exception("failed to answer %s %s", event.method, event.path)
+            self.close()
+        finally:
+            self._release(event)
+
+    def _respond_fast(self, event: H3Event, result: Any, keep_alive: bool) -> bool:
+        """PERF: str, dict/list and bytes with no status or header changes,
+        pre-encoded: one join, one write. False when the general path must answer."""
+        if event._resp_headers is not None or event.status != 200:
+            return False
+        server = self.server
+        kind = type(result)
+        if kind is str:
+            body = result.encode()
+            prefix = server.prefix_text
+        elif kind is dict or kind is list:
+            try:
+                body = json_encode(result).encode()
+            except Exception:  # unencodable (a cycle...): the general path answers 500
+                return False
+            prefix = server.prefix_json
+        elif kind is bytes:
+            body = result
+            prefix = server.prefix_bytes
+        else:
+            return False
+        if self.app.on_response_hook is not None:
+            return False
         transport = self.transport
         if transport is None or self.closing:
-            self._release(event)
+            return True
+        if keep_alive and event.http_version != "1.0":
+            tail = server.date_end  # Date line + the blank line
+        elif keep_alive:
+            tail = server.date_bytes + http11.CONNECTION_KEEP_ALIVE + b"\r\n"
+        else:
+            tail = server.date_bytes + http11.CONNECTION_CLOSE + b"\r\n"
+        transport.write(
+            b"".join((prefix, b"%d\r\n" % len(body), tail, b"" if event.method == "HEAD" else body))
+        )
+        # PERF: _finish inlined for the fast path.
+        self.requests_served += 1
+        server.requests += 1
+        if server.access_log:
+            log_access(event, 200, len(body))
+        if not keep_alive:
+            self._close_when_done()
+        elif self.running is None and not self.queue:
+            if self.keep_alive_next:
+                self.state = IDLE
+                self.since = server.now
+            else:
+                self._close_when_done()
+        return True
+
+    def _respond(self, event: H3Event, response: Response, keep_alive: bool) -> None:
+        """Write a final response (complete, or the head of a streamed one for HEAD), then finish."""
+        transport = self.transport
+        if transport is None or self.closing:
             return
-        server = self.server
-        head_only = event.method == "HEAD"
-        if (
-            event._resp_headers is None
-            and event.status == 200
-            and self.app.on_response_hook is None
-        ):
-            # PERF: the common cases, pre-encoded: one join, one write.
-            kind = type(result)
-            prefix = None
-            if kind is str:
-                body = result.encode()
-                prefix = server.prefix_text
-            elif kind is dict or kind is list:
-                try:
-                    body = json_encode(result).encode()
-                except (TypeError, ValueError) as exc:
-                    result = self.app.error_response(event, exc)
-                else:
-                    prefix = server.prefix_json
-            elif kind is bytes:
-                body = result
-                prefix = server.prefix_bytes
-            if prefix is not None:
-                if keep_alive and event.http_version != "1.0":
-                    tail = server.date_end  # Date line + the blank line
-                elif keep_alive:
-                    tail = server.date_bytes + http11.CONNECTION_KEEP_ALIVE + b"\r\n"
-                else:
-                    tail = server.date_bytes + http11.CONNECTION_CLOSE + b"\r\n"
-                transport.write(
-                    b"".join((prefix, b"%d\r\n" % len(body), tail, b"" if head_only else body))
-                )
-                # PERF: _finish inlined for the fast path.
-                self.requests_served += 1
-                server.requests += 1
-                if server.access_log:
-                    log_access(event, 200, len(body))
-                self.pool.release(event)
-                if not keep_alive:
-                    self._close_when_done()
-                elif self.running is None and not self.queue:
-                    if self.keep_alive_next:
-                        self.state = IDLE
-                        self.since = server.now
-                    else:
-                        self._close_when_done()
-                return
-        try:
-            response = self.app.response_for(event, result)
-        except Exception as exc:
-            response = self.app.error_response(event, exc)
-        if response.streaming and not head_only:
-            self._task_pending = (event, None)
-            self.running = self.loop.create_task(self._stream(event, response, keep_alive))
-            return
-        head, body, status = self._encode(event, response, keep_alive, head_only)
+        head, body, status = self._encode(event, response, keep_alive, event.method == "HEAD")
         transport.write(head + body if body else head)
         self._finish(event, keep_alive, status, len(body))
 
     def _encode(
         self, event: H3Event, response: Response, keep_alive: bool, head_only: bool
     ) -> tuple[bytes, bytes, int]:
-        """Head and body of a complete response; a header that would split the
-        response (CR/LF/NUL from a handler) turns it into a 500 and is never sent."""
+        """Head and body of a complete response; a header that cannot be sent
+        (CR/LF/NUL, or not Latin-1 where RFC 8187 does not apply) turns it into
+        a 500 and is never sent."""
         try:
             return self._encode_unchecked(event, response, keep_alive, head_only)
         except http11.UnsafeHeader as exc:
@@ -891,9 +905,8 @@ class HttpProtocol(asyncio.Protocol):
         try:
             return self._encode_unchecked(event, error, keep_alive, head_only)
         except (http11.UnsafeHeader, TypeError):
-            # The error response is unsafe too (an on_error hook): the plain one.
-            plain = Response(error_json(500, "Internal Server Error"), 500, None, JSON_TYPE)
-            return self._encode_unchecked(event, plain, keep_alive, head_only)
+            # The error response cannot be sent either (an on_error hook): the plain one.
+            return self._encode_unchecked(event, plain_500(), keep_alive, head_only)
 
     def _encode_unchecked(
         self, event: H3Event, response: Response, keep_alive: bool, head_only: bool
@@ -927,63 +940,79 @@ class HttpProtocol(asyncio.Protocol):
         )
 
     async def _stream(self, event: H3Event, response: Response, keep_alive: bool) -> None:
-        """Send a streaming body: chunked on HTTP/1.1, until close on HTTP/1.0."""
-        self._task_pending = None
-        http10 = event.http_version == "1.0"
-        keep_alive = keep_alive and self._more_follows() and not http10
-        transport = self.transport
-        body = response.body
+        """Send a streaming body: chunked on HTTP/1.1, until close on HTTP/1.0.
+
+        The first chunk is pulled before the status line is committed, so a
+        body that fails before producing anything is still answered with a
+        complete 500. Whatever happens -- HEAD (no body is sent), a failure, the
+        client leaving -- the body is closed (``aclose``): its ``finally``
+        blocks run and a producer behind it (``EventStream``) stops.
+        """
+        body: Any = response.body
+        source = body
         completed = False
-        status = response.status
         try:
+            if event.method == "HEAD":
+                self._respond(event, response, keep_alive)  # the head only
+                return
+            http10 = event.http_version == "1.0"
+            keep_alive = keep_alive and not http10  # an HTTP/1.0 body ends at the close
+            source = aiter(body)
+            try:
+                first = await anext(source, None)
+            except Exception as exc:
+                error = self.app.error_response(event, exc)
+                self._respond(event, plain_500() if error.streaming else error, keep_alive)
+                return
             try:
                 head = self._head(event, response, keep_alive, None)
             except http11.UnsafeHeader as exc:
                 # Never a byte of the unsafe head: a complete 500 instead.
-                error = self.app.error_response(event, exc)
-                head, payload, status = self._encode(event, error, keep_alive, False)
-                transport.write(head + payload)  # type: ignore[union-attr]
+                self._respond(event, self.app.error_response(event, exc), keep_alive)
+                return
+            transport = self.transport
+            if transport is None or self.closing:
+                return
+            if first is None:  # an empty body
+                transport.write(head if http10 else head + http11.CHUNKED_END)
                 completed = True
             else:
-                transport.write(head)  # type: ignore[union-attr]
-                completed = await self._send_body(body, transport, http10)  # type: ignore[arg-type]
+                transport.write(head + _frame(first, http10))
+                completed = await self._send_body(source, transport, http10)
         except asyncio.CancelledError:
-            pass
+            raise
         except Exception:
             logger.exception("streaming response failed for %s %s", event.method, event.path)
         finally:
-            aclose = getattr(body, "aclose", None)
+            aclose = getattr(source, "aclose", None)
             if aclose is not None:
                 try:
                     await aclose()
                 except Exception:
                     logger.debug("closing a streaming body failed", exc_info=True)
-            if self.running is asyncio.current_task():
-                self.running = None
         if completed and not self.closing:
-            self._finish(event, keep_alive, status)
-            if self.running is None:
-                self._next_in_queue()
+            self._finish(event, keep_alive, response.status)
         else:
-            self._release(event)
-            self.close()
+            self.close()  # the response is cut short: the client must see it end
 
     async def _send_body(self, body: Any, transport: asyncio.Transport, http10: bool) -> bool:
-        """Write a streaming body, waiting while the client reads slowly; True if complete."""
+        """Write the rest of a streaming body, waiting while the client reads
+        slowly (before pulling the next chunk); True if complete."""
         flow = self.flow
-        async for chunk in body:
-            if self.closing:
-                return False
-            if type(chunk) is str:
-                chunk = chunk.encode()
-            if not chunk:
-                continue
-            if http10:
-                transport.write(chunk)
-            else:
-                transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        while True:
             if flow is not None and flow.write_paused:
                 await flow.drain()
+            if self.closing or transport.is_closing():
+                # Gone (a transport that failed drops writes silently, and a
+                # body that never awaits would otherwise spin here forever).
+                return False
+            try:
+                chunk = await anext(body)
+            except StopAsyncIteration:
+                break
+            data = _frame(chunk, http10)
+            if data:
+                transport.write(data)
         if self.closing:
             return False
         if not http10:
@@ -998,7 +1027,6 @@ class HttpProtocol(asyncio.Protocol):
         server.requests += 1
         if server.access_log:
             log_access(event, status, size)
-        self._release(event)
         if not keep_alive:
             self._close_when_done()
         elif self.running is None and not self.queue:
@@ -1028,7 +1056,7 @@ class HttpProtocol(asyncio.Protocol):
             if not self._more_follows():
                 event.keep_alive = False  # the last one before a close says so
             if event.raw_path == "*":  # only OPTIONS * has this target
-                self._respond(event, _options_star(), event.keep_alive)
+                self._answer_star(event)
             else:
                 self._dispatch(event)
         if self.closing or self.state == LINGER:
@@ -1095,12 +1123,30 @@ class HttpProtocol(asyncio.Protocol):
         ):
             return
         self._pending_error = http11.error_bytes(
-            status, reason, server=self.server.server_bytes, date=self.server.date_bytes
+            status,
+            reason,
+            server=self.server.server_bytes,
+            date=self.server.date_bytes,
+            head_only=self._refusing_head(),
         )
         if self.running is not None or self.queue:
             self.state = ACTIVE  # nothing is being received any more
             return
         self._close_when_done()
+
+    def _refusing_head(self) -> bool:
+        """Is the request being refused a HEAD (its answer then has no body)?
+
+        llhttp knows the method once the target began (the head parsed, or
+        ``on_url`` called): never guessed from the previous request.
+        """
+        state = self.state
+        if state != BODY and not (state == HEADERS and self._url):
+            return False
+        try:
+            return self._llhttp.get_method() == b"HEAD"
+        except Exception:  # llhttp in an error state: no method to trust
+            return False
 
     # -- deadlines (called by the server's ticker) ----------------------------
 
@@ -1127,6 +1173,13 @@ class HttpProtocol(asyncio.Protocol):
         elif state == ACTIVE:
             if self.flow is not None and self.flow.write_paused:
                 self._still_sending(now)
+            elif self.running is not None or self.queue:
+                self.since = now  # a handler runs (as long as it likes) or requests wait
+            elif not self._still_sending(now) and now - self.since > limits.keepalive_timeout:
+                # Nothing runs, nothing is sent, yet the connection never went
+                # idle: a request whose answer was lost. Never left hanging.
+                logger.warning("closing a connection stuck after a request (%s)", self.peer)
+                self.close()
         elif state == LINGER:
             if not self._still_sending(now) and now - self.since > limits.linger_timeout:
                 self.close()
@@ -1168,41 +1221,25 @@ def _set_target(event: H3Event, url: bytes) -> None:
 
 def _options_star() -> Response:
     """``OPTIONS *``: what the server as a whole supports."""
-    return Response(None, 200, [("allow", _ALLOW_ALL)])
+    return Response(None, 200, [("allow", ALLOW_ALL)])
 
 
-async def _drive(coro: Any, yielded: Any) -> Any:
-    """Finish a coroutine that already yielded once, as ``asyncio.Task`` would.
-
-    The coroutine suspended on ``yielded`` (a future, or None for a bare
-    yield). Wait for it without consuming its outcome -- the coroutine reads
-    the result itself when resumed -- and forward our own cancellation into the
-    coroutine, exactly like a Task forwards ``Task.cancel()``.
-    """
+def _cancel_requested() -> bool:
+    """Is the current task being cancelled (as opposed to a CancelledError that
+    a handler's own await raised, which is the handler's failure)?"""
     task = asyncio.current_task()
-    while True:
-        try:
-            if yielded is None:
-                await asyncio.sleep(0)
-            else:
-                # The coroutine's own await marked the future "blocking"; a Task
-                # clears that flag before waiting on it, and so must we, or the
-                # future refuses a second waiter ("await wasn't used with future").
-                yielded._asyncio_future_blocking = False
-                await yielded
-        except asyncio.CancelledError as exc:
-            if task is not None and task.cancelling():
-                try:
-                    yielded = coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-                continue
-        except BaseException:
-            pass
-        try:
-            yielded = coro.send(None)
-        except StopIteration as stop:
-            return stop.value
+    return task is None or task.cancelling() > 0
+
+
+def _frame(chunk: Any, http10: bool) -> bytes:
+    """One chunk of a streamed body as written: chunked framing on HTTP/1.1."""
+    if type(chunk) is str:
+        chunk = chunk.encode()
+    if not chunk:
+        return b""  # an empty chunk would be the end marker
+    if http10:
+        return bytes(chunk)
+    return b"%x\r\n%s\r\n" % (len(chunk), chunk)
 
 
 def error_json(status: int, message: str) -> bytes:

@@ -11,8 +11,10 @@
   a disallowed origin continues without CORS headers, so the browser hides
   the response from the calling page.
 * ``Vary: Origin`` is added whenever the answer depends on the request's
-  Origin (any policy but ``"*"``) -- also on requests without an Origin -- so
-  a shared cache never serves one origin's answer to another.
+  Origin (any policy but a plain ``"*"``) -- also on requests without an
+  Origin -- so a shared cache never serves one origin's answer to another.
+  A preflight whose answer echoes the requested headers (or method) also
+  varies on ``Access-Control-Request-Headers`` (``-Method``).
 
 The defaults are h3 v2's (``handleCors``): every origin (``*``), methods
 ``*``, the requested headers allowed, ``Access-Control-Expose-Headers: *``,
@@ -177,9 +179,10 @@ def append_cors_headers(event: H3Event, options: CorsOptions) -> None:
 def preflight_response(event: H3Event, options: CorsOptions) -> Response:
     """The 204 answering a preflight (without Allow-* when the origin is refused)."""
     headers: list[tuple[str, str]] = []
-    if options.varies:
-        headers.append(("vary", "Origin"))
     allow = options.allowed_origin(event.headers.get("origin"))
+    vary = _preflight_vary(options, allowed=allow is not None)
+    if vary:
+        headers.append(("vary", vary))
     if allow is not None:
         headers.append(("access-control-allow-origin", allow))
         if options.credentials:
@@ -193,6 +196,20 @@ def preflight_response(event: H3Event, options: CorsOptions) -> Response:
         if options.max_age is not None:
             headers.append(("access-control-max-age", str(options.max_age)))
     return Response(None, 204, headers)
+
+
+def _preflight_vary(options: CorsOptions, *, allowed: bool) -> str:
+    """The request headers a preflight's answer depends on: a shared cache
+    must not replay one preflight's answer for another."""
+    names = []
+    if options.varies:
+        names.append("Origin")
+    if allowed:  # a refusal carries no Allow-* header to vary
+        if options.methods == "*" and options.credentials:  # the method is echoed
+            names.append("Access-Control-Request-Method")
+        if options.allow_headers == "*":  # the requested headers are echoed (or "*")
+            names.append("Access-Control-Request-Headers")
+    return ", ".join(names)
 
 
 def _allow_methods(event: H3Event, options: CorsOptions) -> str | None:

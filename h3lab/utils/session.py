@@ -163,12 +163,21 @@ class Session:
         # carry another client's request, and a Set-Cookie written now would
         # land in *their* response. The session table is per request, so its
         # identity tells whether our request is still the one running.
-        context = self._event._context
+        # A released event refuses every use itself (RuntimeError naming
+        # event.wait_until); either way the session says what went wrong.
+        try:
+            context = self._event._context
+        except RuntimeError as released:
+            context = None
+            cause: BaseException | None = released
+        else:
+            cause = None
         if context is None or context.get(_CONTEXT_KEY) is not self._owner:
             raise RuntimeError(
                 f"session {self._config.name!r} used after its request ended "
-                "(update or clear it inside the handler)"
-            )
+                "(update or clear it inside the handler, or keep the request "
+                "with event.wait_until)"
+            ) from cause
 
     def _start(self) -> None:
         generate = self._config.generate_id

@@ -140,22 +140,27 @@ _CLOSE: Any = object()
 
 
 class EventStream:
-    """A push-style SSE stream backed by an ``asyncio.Queue`` of encoded frames.
+    """A push-style SSE stream backed by a bounded ``asyncio.Queue`` of encoded frames.
 
-    The queue is unbounded by default, so ``push`` never waits; that also
-    means pushing before the response is returned (or with no reader) cannot
-    deadlock. ``max_buffered=N`` makes ``push`` wait while N frames are
-    queued (backpressure for fast producers and slow clients).
+    ``push`` waits while ``max_buffered`` frames (default 64) are queued:
+    backpressure, so a fast producer and a slow (or absent) client never grow
+    memory without bound. Push at most that many frames before returning
+    ``stream.response()``, or push from a task.
 
     The stream closes once: on ``close()``, when the client goes away (the
-    server stops iterating or ``event.disconnected`` turns true), or when the
-    iteration ends. Then every ``on_closed`` callback runs, later pushes are
-    ignored, and frames not yet read by a gone client are dropped.
+    server stops iterating or ``event.disconnected`` turns true), when the
+    iteration ends, or when the server drops the body without reading it
+    (HEAD, a failure before the first frame): it then calls the body's
+    ``aclose()``. Then every ``on_closed`` callback runs, later pushes are
+    ignored (a producer blocked on backpressure wakes up), and frames not yet
+    read by a gone client are dropped. The response head is sent with the
+    first frame (the server commits the status once the body has produced
+    something): push a comment (``push_comment``) to open the stream at once.
     """
 
-    def __init__(self, event: H3Event | None = None, *, max_buffered: int | None = None) -> None:
-        if max_buffered is not None and max_buffered < 1:
-            raise ValueError(f"max_buffered must be >= 1 or None, got {max_buffered!r}")
+    def __init__(self, event: H3Event | None = None, *, max_buffered: int = 64) -> None:
+        if isinstance(max_buffered, bool) or not isinstance(max_buffered, int) or max_buffered < 1:
+            raise ValueError(f"max_buffered must be an int >= 1, got {max_buffered!r}")
         # The event goes back to the pool (and is reused) after the response
         # ends, so it is only consulted while the stream is open.
         self._event = event
@@ -200,7 +205,7 @@ class EventStream:
         if self._response_made:
             raise RuntimeError("EventStream.response() was already called")
         self._response_made = True
-        return _response(self._frames())
+        return _response(_Frames(self))
 
     to_response = response
 
@@ -212,25 +217,21 @@ class EventStream:
             await self._abort()
             return
         limit = self._max_buffered
-        while limit is not None and self._queue.qsize() >= limit and not self._closed:
+        while self._queue.qsize() >= limit and not self._closed:
             self._drained.clear()
             await self._drained.wait()
         if not self._closed:
             self._queue.put_nowait(frame)
 
-    async def _frames(self) -> AsyncIterator[bytes]:
-        try:
-            while True:
-                if self._closed and self._queue.empty():
-                    return  # closed by a disconnect while we were not waiting
-                frame = await self._queue.get()
-                if frame is _CLOSE:
-                    return
-                self._drained.set()
-                yield frame
-        finally:
-            # Normal end, client gone (aclose from the server) or cancellation.
-            await self._abort()
+    async def _next_frame(self) -> bytes:
+        """The next frame for the reader; ``StopAsyncIteration`` at the end."""
+        if self._closed and self._queue.empty():
+            raise StopAsyncIteration  # closed by a disconnect while we were not waiting
+        frame = await self._queue.get()
+        if frame is _CLOSE:
+            raise StopAsyncIteration
+        self._drained.set()
+        return frame
 
     async def _abort(self) -> None:
         """Close because the reader is gone (or done): drop unread frames."""
@@ -271,6 +272,35 @@ class EventStream:
             task = asyncio.ensure_future(_await_logged(result))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+
+class _Frames:
+    """The stream's body: an async iterator whose ``aclose`` closes the stream.
+
+    Not an async generator on purpose: ``aclose()`` on a generator that never
+    started runs none of its code, so a body the server drops unread (HEAD)
+    would leave the producer pushing forever. Here it always closes.
+    """
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: EventStream) -> None:
+        self._stream = stream
+
+    def __aiter__(self) -> _Frames:
+        return self
+
+    async def __anext__(self) -> bytes:
+        stream = self._stream
+        try:
+            return await stream._next_frame()
+        except BaseException:
+            # The end, the client gone (cancellation) or a failure: closed.
+            await stream._abort()
+            raise
+
+    async def aclose(self) -> None:
+        await self._stream._abort()
 
 
 async def _await_logged(awaitable: Any) -> None:

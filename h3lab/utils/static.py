@@ -4,7 +4,8 @@ The relative path is the route's catch-all param (``_`` for ``**``, else the
 param named by ``param=``, else the route's last param).
 
 Hardening, all answered with the same 404 so that nothing reveals whether a
-path exists outside the root:
+path exists outside the root (and anything else that cannot be served -- a
+segment too long for the filesystem, a file it may not read -- is a 404 too):
 
 * ``..`` and ``.`` segments, NUL, backslashes and absolute paths are
   refused, both in the param as routed *and* after one more percent-decoding:
@@ -85,10 +86,12 @@ def serve_static(
     async def static_handler(event: H3Event) -> Response:
         if event.method not in ("GET", "HEAD"):
             raise HTTPError(405, headers={"allow": "GET, HEAD"})
-        file = _locate(root, _relative_path(event, param), index, dotfiles)
         try:
+            file = _locate(root, _relative_path(event, param), index, dotfiles)
             st = file.stat()
-        except OSError:
+        except (OSError, ValueError):
+            # ENAMETOOLONG (a segment over 255 bytes), EACCES, a name the OS
+            # refuses...: whatever cannot be served is a 404, never a 500.
             raise HTTPError(404) from None
         headers = _file_headers(file, st, max_age)
         if _not_modified(event, headers["etag"], st.st_mtime):

@@ -24,10 +24,6 @@ from h3lab.event import H3Event
 from h3lab.utils import get_request_path, proxy_request
 from tests.conftest import free_port
 
-NOT_IN_A_TASK = pytest.mark.xfail(
-    strict=True, reason="handlers not in a Task until issue 10 item 0 lands"
-)
-
 
 class Upstream:
     """The upstream service and what it observed."""
@@ -148,7 +144,7 @@ def build(upstream: Upstream) -> H3:
 
 
 @pytest.fixture(
-    params=[pytest.param("builtin", marks=NOT_IN_A_TASK), "asgi-uvicorn"],
+    params=["builtin", "asgi-uvicorn"],
 )
 async def proxied(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, Upstream]]:
     """(proxy base URL, upstream): the proxy app served on the parametrized transport."""

@@ -96,9 +96,12 @@ def test_cache_rows_cover_every_policy() -> None:
 
 
 def test_pool_rows_cover_every_policy() -> None:
-    rows = run_micro("pool", quick=True)
+    rows = run_micro("pool", quick=True, guard=True)
     check_rows(rows, "pool")
-    assert {row["strategy"] for row in metric_rows(rows, "ns_per_op")} == set(POOLS.names())
+    strategies = {row["strategy"] for row in metric_rows(rows, "ns_per_op")}
+    assert strategies == {*POOLS.names(), "release-guard"}
+    guard = {r["param"] for r in metric_rows(rows, "ns_per_op") if r["strategy"] == "release-guard"}
+    assert guard == {"guarded", "bare"}
     for row in metric_rows(rows, "reuse_ratio"):
         if row["pool_policy"] == "none":
             assert row["value"] == 0.0 and row["pool_size"] == 0
@@ -235,8 +238,11 @@ def test_a_suspending_chain_raises() -> None:
 def test_protocol_target_rows_and_floor() -> None:
     rows = run_micro("protocol", quick=True, presets=("performance",), endpoints=("/plaintext",))
     ns = metric_rows(rows, "ns_per_op")
-    assert {r["strategy"] for r in ns} == {"performance", "raw"}
+    assert {r["strategy"] for r in ns} == {"performance", "raw", "task-start"}
     assert all(r["value"] > 0 and r["unit"] == "ns" for r in ns)
+    # What each way of running a request's coroutine costs, on this interpreter.
+    starts = {r["param"] for r in ns if r["strategy"] == "task-start"}
+    assert {"send", "context", "server", "scheduled"} <= starts
 
 
 def test_protocol_bench_refuses_wrong_answers() -> None:

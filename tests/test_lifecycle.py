@@ -1,0 +1,274 @@
+"""The request lifecycle (issue 10, items 0 and 0b): every request in its own
+Task and context, ``event.wait_until``, and released events that fail loudly.
+
+Each behaviour runs on both transports (the built-in server and ``app.asgi``
+under uvicorn, the ``transport`` fixture) and under every preset or pool
+policy where the server's machinery differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+from typing import Any
+
+import aiohttp
+import pytest
+
+from h3lab import H3, Config, Server
+from h3lab.config import PRESETS
+from h3lab.event import H3Event
+from h3lab.pool import POOLS, make_pool
+
+USER: contextvars.ContextVar[str | None] = contextvars.ContextVar("user", default=None)
+
+
+def isolation_app(config: Config, upstream: str = "") -> H3:
+    app = H3(config)
+
+    @app.get("/task")
+    async def in_task(event: H3Event) -> dict[str, Any]:
+        task = asyncio.current_task()
+        await asyncio.sleep(0)
+        return {"task": task is not None, "same": task is asyncio.current_task()}
+
+    @app.get("/task-sync")
+    def in_task_sync(event: H3Event) -> dict[str, Any]:
+        return {"task": asyncio.current_task() is not None}
+
+    @app.get("/timeout")
+    async def with_timeout(event: H3Event) -> dict[str, Any]:
+        async with asyncio.timeout(1):
+            await asyncio.sleep(0)
+        try:
+            async with asyncio.timeout(0.01):
+                await asyncio.sleep(5)
+        except TimeoutError:
+            return {"fired": True, "cancelling": asyncio.current_task().cancelling()}  # type: ignore[union-attr]
+        return {"fired": False}
+
+    @app.get("/set/:user")
+    async def set_user(event: H3Event) -> dict[str, Any]:
+        before = USER.get()
+        USER.set(event.params["user"])
+        return {"before": before}
+
+    @app.get("/set-sync/:user")
+    def set_user_sync(event: H3Event) -> dict[str, Any]:
+        before = USER.get()
+        USER.set(event.params["user"])
+        return {"before": before}
+
+    @app.get("/get")
+    def get_user(event: H3Event) -> dict[str, Any]:
+        return {"user": USER.get()}
+
+    @app.get("/upstream")
+    async def call_upstream(event: H3Event) -> dict[str, Any]:
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.get(upstream + "/pong") as resp,
+        ):
+            return {"status": resp.status, "body": await resp.text()}
+
+    return app
+
+
+async def fetch_json(session: aiohttp.ClientSession, url: str) -> Any:
+    async with session.get(url) as resp:
+        assert resp.status == 200, await resp.text()
+        return json.loads(await resp.read())
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+async def test_every_request_has_its_own_task_and_context(transport: Any, preset: str) -> None:
+    upstream_app = H3()
+    upstream_app.get("/pong", lambda e: "pong")
+    async with Server(upstream_app, "127.0.0.1", 0) as upstream:
+        app = isolation_app(Config.preset(preset), upstream.url)
+        live = await transport(app)
+        assert await fetch_json(live.session, live.url + "/task") == {"task": True, "same": True}
+        assert await fetch_json(live.session, live.url + "/task-sync") == {"task": True}
+        assert await fetch_json(live.session, live.url + "/timeout") == {
+            "fired": True,
+            "cancelling": 0,
+        }
+        assert await fetch_json(live.session, live.url + "/upstream") == {
+            "status": 200,
+            "body": "pong",
+        }
+        # A ContextVar set by one request is never seen by the next one, on the
+        # same keep-alive connection or on another.
+        other = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
+        try:
+            for path in ("/set/alice", "/set-sync/bob"):
+                assert await fetch_json(live.session, live.url + path) == {"before": None}
+                assert await fetch_json(live.session, live.url + "/get") == {"user": None}
+                assert await fetch_json(other, live.url + "/get") == {"user": None}
+        finally:
+            await other.close()
+    assert USER.get() is None  # nor does it leak into the server's own context
+
+
+async def test_request_tasks_start_eagerly_in_a_copied_context() -> None:
+    # The mechanism itself, on this interpreter: the first step runs inside
+    # the call, in a copy of the caller's context; a suspending one goes on.
+    from h3lab.server import tasks
+
+    loop = asyncio.get_running_loop()
+    seen: list[Any] = []
+
+    async def quick() -> str:
+        seen.append(asyncio.current_task())
+        USER.set("inside")
+        return "done"
+
+    done = asyncio.Event()
+
+    async def slow() -> str:
+        await done.wait()
+        return "later"
+
+    task = tasks.start_request_task(loop, quick())
+    assert task.done() and task.result() == "done" and seen == [task]
+    assert USER.get() is None
+    outer = asyncio.current_task()
+    pending = tasks.start_request_task(loop, slow())
+    assert asyncio.current_task() is outer and not pending.done()
+    done.set()
+    assert await pending == "later"
+
+
+# -- 0b: wait_until, and released events fail loudly ----------------------------
+
+
+def lifetime_app(config: Config, seen: list[Any], errors: list[BaseException]) -> H3:
+    app = H3(config)
+
+    async def audit(event: H3Event) -> None:
+        await asyncio.sleep(0.05)
+        seen.append((event.path, dict(event.params)))
+
+    async def leak(event: H3Event) -> None:
+        await asyncio.sleep(0.05)
+        try:
+            seen.append(event.path)
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    @app.get("/audited/:id")
+    def audited(event: H3Event) -> str:
+        event.wait_until(audit(event))
+        return "ok"
+
+    @app.get("/leaky/:id")
+    async def leaky(event: H3Event) -> str:
+        asyncio.get_running_loop().create_task(leak(event))
+        return "ok"
+
+    return app
+
+
+@pytest.mark.parametrize("policy", POOLS.names())
+async def test_wait_until_keeps_the_event_for_its_own_request(transport: Any, policy: str) -> None:
+    seen: list[Any] = []
+    app = lifetime_app(Config.preset("performance").replace(**{"pool.policy": policy}), seen, [])
+    live = await transport(app)
+    statuses = await asyncio.gather(
+        *(live.fetch("GET", f"/audited/{i}") for i in range(30)),
+    )
+    assert [s for s, _, _ in statuses] == [200] * 30
+    for _ in range(100):
+        if len(seen) == 30:
+            break
+        await asyncio.sleep(0.02)
+    assert sorted(seen) == sorted((f"/audited/{i}", {"id": str(i)}) for i in range(30))
+    for _ in range(50):
+        if app.pool.stats()["in_use"] == 0 and not app.background:
+            break
+        await asyncio.sleep(0.02)
+    assert app.pool.stats()["in_use"] == 0 and not app.background
+
+
+@pytest.mark.parametrize("policy", POOLS.names())
+async def test_a_released_event_fails_loudly(transport: Any, policy: str) -> None:
+    seen: list[Any] = []
+    errors: list[BaseException] = []
+    app = lifetime_app(
+        Config.preset("performance").replace(**{"pool.policy": policy}), seen, errors
+    )
+    live = await transport(app)
+    for i in range(10):
+        assert (await live.fetch("GET", f"/leaky/{i}"))[0] == 200
+    for _ in range(100):
+        if len(errors) == 10:
+            break
+        await asyncio.sleep(0.02)
+    assert seen == [] and len(errors) == 10
+    assert all("wait_until" in str(exc) for exc in errors)
+
+
+@pytest.mark.parametrize("policy", POOLS.names())
+def test_released_event_refuses_every_use(policy: str) -> None:
+    from h3lab.event import ReleasedEvent
+
+    pool = make_pool(policy, H3Event, 4, 1, 0.0)
+    event = pool.acquire()
+    event.path = "/mine"
+    pool.release(event)
+    assert type(event) is ReleasedEvent and repr(event) == "<H3Event (released)>"
+    for use in (
+        lambda: event.path,
+        lambda: event.params,
+        lambda: event.headers,
+        lambda: event.set_header("x", "y"),
+        lambda: setattr(event, "status", 201),
+        lambda: event.wait_until(asyncio.sleep(0)),
+    ):
+        with pytest.raises(RuntimeError, match="wait_until"):
+            use()
+    with pytest.raises(RuntimeError, match="wait_until"):
+        pool.release(event)  # a double release is a bug too
+    again = pool.acquire()
+    assert type(again) is H3Event and again.path == "/"
+
+
+async def test_graceful_shutdown_waits_for_wait_until(caplog: Any) -> None:
+    app = H3()
+    finished: list[str] = []
+
+    async def slow_audit(label: str) -> None:
+        await asyncio.sleep(0.2)
+        finished.append(label)
+
+    async def forever() -> None:
+        await asyncio.sleep(60)
+
+    @app.get("/work")
+    def work(event: H3Event) -> str:
+        event.wait_until(slow_audit("audit"))
+        return "ok"
+
+    @app.get("/forever")
+    def start_forever(event: H3Event) -> str:
+        event.wait_until(forever())
+        return "ok"
+
+    server = Server(app, "127.0.0.1", 0)
+    await server.start()
+    async with aiohttp.ClientSession() as session:
+        for path in ("/work", "/forever"):
+            async with session.get(server.url + path) as resp:
+                assert resp.status == 200
+    assert len(app.background) == 2
+    caplog.set_level(logging.WARNING)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await server.shutdown(grace=0.5)
+    assert finished == ["audit"]  # waited for
+    assert not app.background and loop.time() - started < 3  # the endless one cancelled
+    assert any("wait_until" in r.getMessage() for r in caplog.records)
+    assert app.pool.stats()["in_use"] == 0
