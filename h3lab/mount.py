@@ -222,7 +222,8 @@ class ASGIMount(_Mount):
             exchange.pending = first
             response = Response(exchange, status)
         response.headers = headers  # the app's own, without a default content-type
-        _keep_running(event, _outlive(task, exchange))
+        # h3's event.waitUntil: the event (and graceful shutdown) waits for it.
+        event.wait_until(_outlive(task, exchange))
         return response
 
 
@@ -323,21 +324,6 @@ async def _outlive(task: asyncio.Future[Any], exchange: _Exchange) -> None:
             logger.error("mounted ASGI app failed", exc_info=exc)
         else:
             logger.debug("mounted ASGI app stopped after its client left", exc_info=exc)
-
-
-def _keep_running(event: Any, work: Any) -> None:
-    """Keep the app's task alive after the response (h3's ``event.waitUntil``
-    when the event has it, so graceful shutdown waits for it too)."""
-    wait_until = getattr(event, "wait_until", None)
-    if wait_until is not None:
-        wait_until(work)
-        return
-    future = asyncio.ensure_future(work)
-    _running.add(future)
-    future.add_done_callback(_running.discard)
-
-
-_running: set[asyncio.Future[Any]] = set()
 
 
 def _scheme(event: Any) -> str:
