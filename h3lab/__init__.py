@@ -3,6 +3,7 @@
 Public API::
 
     from h3lab import H3, HTTPError, Config, Response, serve
+    from h3lab import WebSocket, WebSocketDisconnect   # @app.ws handlers
 """
 
 from h3lab.app import H3
@@ -11,6 +12,7 @@ from h3lab.errors import HTTPError
 from h3lab.event import H3Event
 from h3lab.response import Response
 from h3lab.server import Server, serve
+from h3lab.websocket import WebSocket, WebSocketDisconnect
 
 __version__ = "0.1.0"
 
@@ -27,6 +29,8 @@ __all__ = [
     "HTTPError",
     "Response",
     "Server",
+    "WebSocket",
+    "WebSocketDisconnect",
     "__version__",
     "asgi",
     "serve",

@@ -83,6 +83,7 @@ class H3:
         self._layers: list[Layer] = []
         self.startup_hooks: list[Hook] = []
         self.shutdown_hooks: list[Hook] = []
+        self._ws_router: Any = None  # WebSocket routes (app.ws), built on the first one
         self._route_count = 0
         self._ready = False
         self._not_found_chain: Callable[[H3Event], Any] | None = None
@@ -246,6 +247,40 @@ class H3:
         self.shutdown_hooks.append(check_hook(fn, "shutdown"))
         return fn
 
+    def ws(self, pattern: str, handler: Any = None) -> Any:
+        """Register ``async def handler(ws)`` for WebSocket upgrades on ``pattern``.
+
+        Routes live in a router of their own (same rou3 patterns and params as
+        HTTP routes), looked at only for an upgrade request, so they cost a
+        plain request nothing. A plain GET on a WebSocket-only path gets 426.
+        """
+        if not pattern.startswith("/"):
+            raise ValueError(f"route pattern must start with '/', got {pattern!r}")
+
+        def register(fn: Any) -> Any:
+            if not is_async_callable(fn):
+                raise TypeError(f"WebSocket handler for {pattern} must be an async function")
+            if self._ws_router is None:
+                self._ws_router = make_router("trie")
+            self._ws_router.add(Route("GET", pattern, fn, index=self._route_count))
+            self._route_count += 1
+            return fn
+
+        return register(handler) if handler is not None else register
+
+    @property
+    def has_ws_routes(self) -> bool:
+        return self._ws_router is not None
+
+    def ws_routes(self) -> list[Route]:
+        return [] if self._ws_router is None else self._ws_router.routes()
+
+    def match_ws(self, route_path: str) -> Any:
+        """The WebSocket route and params for a routing path, or None."""
+        if self._ws_router is None:
+            return None
+        return self._ws_router.match("GET", route_path)
+
     def routes(self) -> list[Route]:
         return self.router.routes()
 
@@ -282,6 +317,8 @@ class H3:
                 middleware=[layer.fn for layer in route.middleware],
                 meta=meta,
             )
+        for route in self.ws_routes():
+            twin.ws(route.pattern, route.handler)
         return twin
 
     # -- preparation ---------------------------------------------------------
@@ -304,6 +341,14 @@ class H3:
 
     def _no_route(self, event: H3Event) -> Any:
         allowed = self.router.allowed_methods(event.route_path)
+        if self._ws_router is not None and self._ws_router.match("GET", event.route_path):
+            if event.method in ("GET", "HEAD"):
+                raise HTTPError(
+                    426,
+                    f"{event.path} is a WebSocket endpoint: upgrade the connection",
+                    headers={"upgrade": "websocket", "sec-websocket-version": "13"},
+                )
+            allowed = {*allowed, "GET"}
         if allowed:
             methods = set(allowed)
             if "GET" in methods:

@@ -66,8 +66,19 @@ class ASGIAdapter:
             await self._http(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
-        else:  # websocket: not supported by h3lab
-            await send({"type": "websocket.close", "code": 1003})
+        elif kind == "websocket":
+            await self._websocket(scope, receive, send)
+
+    async def _websocket(self, scope: Scope, receive: Any, send: Any) -> None:
+        from h3lab.asgi_websocket import serve_websocket
+        from h3lab.event import H3Event
+
+        if not self._started:
+            self._startup()
+        # An event of its own (not from the pool): it lives as long as the connection.
+        event = H3Event(self.app)
+        _fill_event(event, {**scope, "method": "GET"})
+        await serve_websocket(self.app, scope, receive, send, event)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         from h3lab.lifespan import run_shutdown, run_startup

@@ -173,6 +173,8 @@ class LimitsConfig:
     """Seconds a connection keeps reading and discarding after its final
     response (a refusal, or Connection: close), so the client reads the answer
     instead of a reset."""
+    max_websocket_message_size: int = 1024 * 1024
+    """Bytes of one WebSocket message (all its fragments) -> close code 1009."""
 
     def validate(self) -> None:
         for name in (
@@ -184,6 +186,7 @@ class LimitsConfig:
             "max_connections",
             "max_pipeline",
             "write_buffer_high",
+            "max_websocket_message_size",
         ):
             _check_int(f"limits.{name}", getattr(self, name), 1)
         _check_int("limits.max_requests_per_connection", self.max_requests_per_connection, 0)

@@ -31,9 +31,14 @@ Exceptions the app lets escape (h3lab's adapter turns handler errors into
 500 responses itself, so these are adapter or ASGI-app bugs) are raised in
 the test. A streamed response is read to its end before it is returned.
 
-``websocket_connect`` is the extension point for WebSocket sessions; it
-raises ``NotImplementedError`` until h3lab supports WebSockets (issue 12,
-item 7).
+``client.websocket_connect(path, subprotocols=None, headers=None)`` opens a
+WebSocket session with the app, in-process as well (Starlette's
+``WebSocketTestSession``): ``send_text/send_bytes/send_json``,
+``receive_text/receive_bytes/receive_json``, ``close(code)``, used as a
+context manager. A close from the app raises ``WebSocketDisconnect`` (with
+its code) in the receiving call; an upgrade the app refuses (a handler that
+does not accept, or no route) raises ``WebSocketRejected`` with the HTTP
+status the app answered.
 
 Requires httpx (``pip install 'h3lab[testing]'``).
 """
@@ -41,6 +46,8 @@ Requires httpx (``pip install 'h3lab[testing]'``).
 from __future__ import annotations
 
 import asyncio
+import json
+import queue
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
@@ -54,7 +61,9 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
         "h3lab.testing needs httpx: pip install 'h3lab[testing]'", name="httpx"
     ) from exc
 
-__all__ = ["TestClient"]
+from h3lab.websocket import WebSocketDisconnect
+
+__all__ = ["TestClient", "WebSocketDisconnect", "WebSocketRejected", "WebSocketTestSession"]
 
 T = TypeVar("T")
 Message = dict[str, Any]
@@ -280,12 +289,29 @@ class TestClient(httpx.Client):
             follow_redirects=follow_redirects,
         )
 
-    def websocket_connect(self, path: str, subprotocols: list[str] | None = None) -> Any:
-        """Open a WebSocket session with the app (the hook for issue 12, item 7)."""
-        raise NotImplementedError(
-            "WebSockets are not supported by h3lab yet (issue 12, item 7); "
-            "TestClient.websocket_connect will open sessions once they are"
-        )
+    def websocket_connect(
+        self,
+        path: str,
+        subprotocols: list[str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> WebSocketTestSession:
+        """A WebSocket session with the app: ``with client.websocket_connect("/chat") as ws:``."""
+        request = self.build_request("GET", path, headers=headers)
+        scope = _http_scope(request, self.client_address, self.app_state)
+        del scope["method"]
+        scope["type"] = "websocket"
+        scope["scheme"] = "wss" if request.url.scheme == "https" else "ws"
+        scope["subprotocols"] = list(subprotocols or ())
+        scope["extensions"] = {"websocket.http.response": {}}
+        scope["headers"] += [
+            (b"connection", b"upgrade"),
+            (b"upgrade", b"websocket"),
+            (b"sec-websocket-version", b"13"),
+            (b"sec-websocket-key", b"dGhlIHNhbXBsZSBub25jZQ=="),
+        ]
+        if subprotocols:
+            scope["headers"].append((b"sec-websocket-protocol", ", ".join(subprotocols).encode()))
+        return WebSocketTestSession(self, scope)
 
     def __enter__(self) -> TestClient:
         super().__enter__()
@@ -311,3 +337,159 @@ class TestClient(httpx.Client):
         loop_thread, self._loop_thread, self._lifespan = self._loop_thread, None, None
         if loop_thread is not None:
             loop_thread.close()
+
+
+class WebSocketRejected(Exception):
+    """The app refused the upgrade with an HTTP response (``status_code``, ``body``)."""
+
+    def __init__(self, status_code: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        super().__init__(f"WebSocket upgrade refused with {status_code}")
+        self.status_code = status_code
+        self.headers = headers
+        self.body = body
+
+
+_DONE: Message = {"type": "testclient.done"}
+
+
+class WebSocketTestSession:
+    """One WebSocket conversation with the app, run on the client's loop thread.
+
+    Messages to the app go through an ``asyncio.Queue`` on that loop, messages
+    from it through a thread-safe ``queue.Queue``, so the test stays synchronous.
+    """
+
+    __test__ = False
+
+    def __init__(self, client: TestClient, scope: dict[str, Any]) -> None:
+        self._client = client
+        self.scope = scope
+        self.accepted_subprotocol: str | None = None
+        self.accepted_headers: list[tuple[bytes, bytes]] = []
+        self._own_loop: _LoopThread | None = None
+        self._loop_thread: _LoopThread | None = None
+        self._to_app: asyncio.Queue[Message] | None = None
+        self._from_app: queue.Queue[Message] = queue.Queue()
+        self._app_done: Future[None] | None = None
+        self._closed = False
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def __enter__(self) -> WebSocketTestSession:
+        loop_thread = self._client._loop_thread
+        if loop_thread is None:
+            loop_thread = self._own_loop = _LoopThread()
+        self._loop_thread = loop_thread
+        self._to_app = loop_thread.call(_new_queue())
+        self._app_done = loop_thread.submit(self._run())
+        self._put({"type": "websocket.connect"})
+        try:
+            message = self._next()
+            if message["type"] == "websocket.http.response.start":
+                body = b""
+                while True:
+                    part = self._next()
+                    body += part.get("body", b"")
+                    if not part.get("more_body", False):
+                        break
+                raise WebSocketRejected(message["status"], list(message.get("headers", [])), body)
+            _raise_on_close(message)
+            if message["type"] != "websocket.accept":
+                raise RuntimeError(f"expected websocket.accept, got {message['type']!r}")
+        except BaseException:
+            self._closed = True
+            self._finish()
+            raise
+        self.accepted_subprotocol = message.get("subprotocol")
+        self.accepted_headers = list(message.get("headers", []))
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        try:
+            self.close()
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        try:
+            if self._app_done is not None:
+                self._app_done.result(timeout=10)  # the app's own errors surface here
+        finally:
+            own, self._own_loop = self._own_loop, None
+            if own is not None:
+                own.close()
+
+    async def _run(self) -> None:
+        to_app = self._to_app
+        assert to_app is not None
+
+        async def send(message: Message) -> None:
+            self._from_app.put(message)
+
+        try:
+            await self._client.app(self.scope, to_app.get, send)
+        except BaseException as exc:
+            self._from_app.put({"type": "testclient.error", "error": exc})
+            raise
+        finally:
+            self._from_app.put(_DONE)
+
+    def _put(self, message: Message) -> None:
+        assert self._loop_thread is not None and self._to_app is not None
+        self._loop_thread.loop.call_soon_threadsafe(self._to_app.put_nowait, message)
+
+    def _next(self) -> Message:
+        message = self._from_app.get()
+        if message["type"] == "testclient.error":
+            raise message["error"]
+        if message is _DONE:
+            self._from_app.put(_DONE)  # every later call sees it too
+            raise WebSocketDisconnect(1006, "the app returned without closing")
+        return message
+
+    # -- the conversation ----------------------------------------------------
+
+    def send_text(self, data: str) -> None:
+        self._put({"type": "websocket.receive", "text": data})
+
+    def send_bytes(self, data: bytes) -> None:
+        self._put({"type": "websocket.receive", "bytes": data})
+
+    def send_json(self, value: Any) -> None:
+        self.send_text(json.dumps(value))
+
+    def receive(self) -> Message:
+        """The app's next ASGI message (``websocket.send`` or ``websocket.close``)."""
+        return self._next()
+
+    def receive_text(self) -> str:
+        message = self._next()
+        _raise_on_close(message)
+        if message.get("text") is None:
+            raise TypeError("expected a text message, got a binary one")
+        return message["text"]
+
+    def receive_bytes(self) -> bytes:
+        message = self._next()
+        _raise_on_close(message)
+        if message.get("bytes") is None:
+            raise TypeError("expected a binary message, got a text one")
+        return message["bytes"]
+
+    def receive_json(self) -> Any:
+        return json.loads(self.receive_text())
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close from the client's side (the app's ``receive`` raises ``WebSocketDisconnect``)."""
+        if not self._closed:
+            self._closed = True
+            self._put({"type": "websocket.disconnect", "code": code, "reason": reason})
+
+
+async def _new_queue() -> asyncio.Queue[Message]:
+    return asyncio.Queue()  # created on (and bound to) the loop that will use it
+
+
+def _raise_on_close(message: Message) -> None:
+    if message["type"] == "websocket.close":
+        raise WebSocketDisconnect(message.get("code", 1000), message.get("reason") or "")

@@ -3,7 +3,8 @@
 Static, param and wildcard routes, a JSON echo, a form endpoint, cookies, a
 streaming endpoint and Server-Sent Events, CORS on ``/api``, static files,
 validated query input, a sealed session, Basic auth, conditional GETs, a
-``QUERY`` search, startup/shutdown hooks (``/health`` shows uptime), and
+``QUERY`` search, startup/shutdown hooks (``/health`` shows uptime), a
+WebSocket echo (``/ws/echo``), and
 the benchmark endpoints every study and peer comparison uses
 (``/plaintext``, ``/json``, ``/users/:id`` behind 50 other routes).
 
@@ -23,7 +24,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from h3lab import H3
+from h3lab import H3, WebSocket
 from h3lab.event import H3Event
 from h3lab.utils import (
     EventStream,
@@ -191,6 +192,12 @@ def build(app: H3 | None = None) -> H3:
         task = asyncio.ensure_future(produce())
         stream.on_closed(task.cancel)
         return stream.response()
+
+    @app.ws("/ws/echo")
+    async def ws_echo(ws: WebSocket) -> None:
+        await ws.accept()
+        async for message in ws:  # text back as text, binary as binary
+            await ws.send(message)
 
     static_dir = Path(__file__).with_name("static")
     if static_dir.is_dir():

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from h3lab.server import http11
 from h3lab.server.protocol import HttpProtocol
+from h3lab.server.websocket import WebSocketProtocol
 
 if TYPE_CHECKING:
     from h3lab.app import H3
@@ -210,14 +211,17 @@ class Server:
         flight (a body arriving, a handler running, a response being written)
         get ``grace`` seconds and then close after their response (a request
         that arrives meanwhile on such a connection is still answered, with
-        ``connection: close``); whatever is left is closed, and aborted if it
-        cannot even flush.
+        ``connection: close``); open WebSockets are closed with 1001 and get
+        the same grace for their closing handshake; whatever is left is
+        closed, and aborted if it cannot even flush.
         """
         grace = self.config.limits.shutdown_grace if grace is None else grace
         if self._listener is not None:
             self._listener.close()
         for conn in list(self.connections):
-            if conn.in_flight():
+            if isinstance(conn, WebSocketProtocol):
+                conn.going_away()  # close 1001, then the closing handshake
+            elif conn.in_flight():
                 conn.keep_alive_next = False  # finish what is in flight, then close
             else:
                 conn.close()

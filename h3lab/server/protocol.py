@@ -97,6 +97,7 @@ REQUEST_LINE_SLACK = 64
 _F_TRAILERS = 1  # chunked: on_header now feeds the trailer sink, headers are in _req_headers
 _F_STAR = 2  # OPTIONS *: answered by the server, not routed
 _F_CLOSE = 4  # an Upgrade attempt: served as plain HTTP, then the connection ends
+_F_WEBSOCKET = 8  # a GET asking for Upgrade while the app has WebSocket routes
 
 # Header names looked at besides Host and Content-Length, found by length,
 # then by (length, lowered first byte), before lowering the name: expect (6),
@@ -201,6 +202,7 @@ class HttpProtocol(asyncio.Protocol):
         "_send_mark",
         "_send_since",
         "_task_pending",
+        "_upgrade",
         "_url",
         "_version",
         "app",
@@ -253,6 +255,7 @@ class HttpProtocol(asyncio.Protocol):
         self._eof_seen = False
         # The event of a request task created but not started yet (_dispatch).
         self._task_pending: H3Event | None = None
+        self._upgrade: Any = None  # the WebSocketProtocol taking over (h3lab.server.websocket)
         self._send_mark = -1
         self._send_since = 0.0
         # Per-request parse state.
@@ -489,6 +492,10 @@ class HttpProtocol(asyncio.Protocol):
 
     def _parse_failed(self, exc: Exception, data: bytes) -> None:
         if isinstance(exc, httptools.HttpParserUpgrade):
+            if self._upgrade is not None:
+                # llhttp stopped right after the upgrade request: the rest is frames.
+                self._switch_to_websocket(data[exc.args[0] :] if exc.args else b"")
+                return
             # llhttp stops after a request that asks to switch protocols (its
             # response says close, see _special_headers): the bytes after it
             # are never interpreted, as HTTP or as a tunnel.
@@ -664,6 +671,8 @@ class HttpProtocol(asyncio.Protocol):
             # Served as plain HTTP (RFC 9110 7.8 lets a server ignore Upgrade),
             # and the connection ends with it: llhttp stops parsing there.
             self._flags |= _F_CLOSE
+            if self._method == "GET" and self.app.has_ws_routes:
+                self._flags |= _F_WEBSOCKET  # maybe a WebSocket route: see _unusual_complete
 
     def on_body(self, body: bytes) -> None:
         size = self._body_size = self._body_size + len(body)
@@ -732,6 +741,14 @@ class HttpProtocol(asyncio.Protocol):
             event.query_string = ""
         else:
             _set_target(event, self._url)
+        # (An upgrade behind pipelined requests is served as plain HTTP.)
+        if (
+            flags & _F_WEBSOCKET
+            and self.running is None
+            and not self.queue
+            and self._websocket_upgrade(event)
+        ):
+            return
         llhttp_keep_alive = self._llhttp.should_keep_alive()
         keep_alive = llhttp_keep_alive and self.keep_alive_next and not flags & _F_CLOSE
         max_requests = self.limits.max_requests_per_connection
@@ -743,6 +760,34 @@ class HttpProtocol(asyncio.Protocol):
             self._last_request(event, llhttp_keep_alive)
         else:
             self._deliver(event)
+
+    def _websocket_upgrade(self, event: H3Event) -> bool:
+        """A WebSocket route's upgrade: refused, or started once llhttp stops."""
+        from h3lab.server.websocket import upgrade
+
+        outcome = upgrade(self, event)
+        if outcome is None:
+            return False  # not a WebSocket route: plain HTTP
+        self.pool.release(event)
+        self.state = ACTIVE
+        self.keep_alive_next = False
+        if type(outcome) is bytes:
+            # A bad handshake: answered, closed, and the handler never runs.
+            self.server.protocol_errors += 1
+            self._pending_error = outcome
+            self._close_when_done()
+        else:
+            self._upgrade = outcome
+        return True
+
+    def _switch_to_websocket(self, trailing: bytes) -> None:
+        ws, self._upgrade = self._upgrade, None
+        self.parser = ws  # what is left of a sliced read goes to it too
+        self.closing = True
+        self.state = CLOSING
+        self.server.connections.discard(self)
+        self.transport = None
+        ws.start(trailing)
 
     def _last_request(self, event: H3Event, llhttp_keep_alive: bool) -> None:
         """Deliver the request that ends the connection; nothing after it is parsed."""

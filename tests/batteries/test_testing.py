@@ -209,9 +209,12 @@ def test_h3_app_lifespan_runs_through_the_adapter() -> None:
     assert not app.memory._installed  # ...and lifespan.shutdown on exit
 
 
-def test_websocket_connect_is_a_named_extension_point() -> None:
-    with TestClient(build()) as client, pytest.raises(NotImplementedError, match="issue 12"):
-        client.websocket_connect("/chat")
+def test_websocket_connect_to_a_path_without_a_websocket_route_is_refused() -> None:
+    from h3lab.testing import WebSocketRejected
+
+    with TestClient(build()) as client, pytest.raises(WebSocketRejected) as refused:
+        client.websocket_connect("/chat").__enter__()
+    assert refused.value.status_code == 404  # sessions: tests/batteries/test_websocket.py
 
 
 def test_app_exceptions_propagate() -> None:

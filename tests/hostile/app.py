@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from h3lab import H3, Config
+from h3lab import H3, Config, WebSocket
 from h3lab.errors import HTTPError
 from h3lab.event import H3Event
 from h3lab.response import Response
@@ -103,6 +103,19 @@ def make_app(config: Config) -> tuple[H3, dict[str, Any]]:
             yield b"never sent"
 
         return Response(chunks(), headers=[("x-injected", "a\nb")])
+
+    state["ws_calls"] = 0
+    state["ws_codes"] = []
+
+    @app.ws("/ws")
+    async def ws_echo(ws: WebSocket) -> None:
+        state["ws_calls"] += 1
+        await ws.accept()
+        try:
+            async for message in ws:
+                await ws.send(message)
+        finally:  # send() raises WebSocketDisconnect once the connection is closing
+            state["ws_codes"].append(ws.close_code)
 
     return app, state
 

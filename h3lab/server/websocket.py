@@ -1,0 +1,499 @@
+"""WebSocket connections on the built-in server: the upgrade and wsproto framing.
+
+Theory of operation
+-------------------
+``HttpProtocol`` flags a GET whose head asks for ``Upgrade: websocket``
+(``_F_WEBSOCKET``; nothing is looked at for other requests). When that
+request is complete, ``upgrade`` matches the app's WebSocket routes: no route
+means the request is served as plain HTTP (and the connection closed after
+it), as before. For a route, ``check_handshake`` applies the hostile-input
+rules -- one valid ``Sec-WebSocket-Key`` (base64 of 16 bytes), version 13
+(else 426 with ``Sec-WebSocket-Version: 13``), no body, HTTP/1.1 -- and a
+refusal is answered like any other (``connection: close``, then linger), the
+handler never called. Otherwise the HTTP protocol hands the transport to a
+``WebSocketProtocol`` (``transport.set_protocol``) with the bytes that
+followed the request, and the handler starts in its own Task (and its own
+copy of the context).
+
+The handshake's checks are ours (wsproto's ``H11Handshake`` would re-parse
+the head with h11 and does not check the key's form); the accept token and
+every frame -- masking, fragmentation, UTF-8 validation (1007), control
+frames, the close handshake -- are wsproto's sans-IO ``Connection``. What
+this module adds around it:
+
+* a message size limit, ``limits.max_websocket_message_size``, counted as
+  fragments arrive (wsproto hands payload over as it comes, never a whole
+  frame at once): past it the connection is closed with 1009;
+* input backpressure: complete messages queue for ``ws.receive()``; past a
+  message's worth of bytes (or 64 messages) reading pauses until the
+  handler catches up;
+* output backpressure: ``ws.send`` waits while the transport's buffer is
+  over ``limits.write_buffer_high`` (``pause_writing``/``resume_writing``),
+  and a client that reads nothing for ``limits.send_timeout`` is dropped;
+* the close handshake: a Close from the client is answered and the server
+  ends the TCP connection (RFC 6455 7.1.1); a Close from the server waits
+  for the client's at most ``limits.linger_timeout``, then aborts;
+* shutdown: ``going_away`` closes with 1001 (``Server.shutdown``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextvars
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from wsproto.connection import Connection, ConnectionState, ConnectionType
+from wsproto.events import (
+    BytesMessage,
+    CloseConnection,
+    Message,
+    Ping,
+    TextMessage,
+)
+from wsproto.utilities import LocalProtocolError, generate_accept_token, split_comma_header
+
+from h3lab.event import H3Event
+from h3lab.server import http11
+from h3lab.websocket import WebSocket, WebSocketDisconnect, run_handler, run_hook_now
+
+if TYPE_CHECKING:
+    from h3lab.server.core import Server
+    from h3lab.server.protocol import HttpProtocol
+
+logger = logging.getLogger("h3lab.server")
+
+# Bytes held before the handler accepts (a client should send nothing yet).
+MAX_EARLY_BYTES = 64 * 1024
+# Complete messages queued for ws.receive() before reading pauses.
+MAX_QUEUED_MESSAGES = 64
+
+_TOKEN_CHARS = frozenset(
+    b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
+
+class HandshakeRefused(Exception):
+    def __init__(self, status: int, reason: str, headers: bytes = b"") -> None:
+        super().__init__(status, reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+
+    def answer(self, server: Server) -> bytes:
+        raw = http11.error_bytes(
+            self.status, self.reason, server=server.server_bytes, date=server.date_bytes
+        )
+        if self.headers:
+            raw = raw.replace(http11.CONNECTION_CLOSE, http11.CONNECTION_CLOSE + self.headers, 1)
+        return raw
+
+
+def wants_websocket(raw_headers: list[tuple[bytes, bytes]]) -> bool:
+    """Does the request's ``Upgrade`` header name the websocket protocol?"""
+    for name, value in raw_headers:
+        if (
+            len(name) == 7
+            and name.lower() == b"upgrade"
+            and any(token.lower() == "websocket" for token in split_comma_header(value))
+        ):
+            return True
+    return False
+
+
+def check_handshake(
+    method: str, version: str, raw_headers: list[tuple[bytes, bytes]]
+) -> tuple[bytes, list[str]]:
+    """The client's key and offered subprotocols; ``HandshakeRefused`` when invalid."""
+    if method != "GET":
+        raise HandshakeRefused(400, "A WebSocket upgrade must be a GET")
+    if version != "1.1":
+        raise HandshakeRefused(400, "A WebSocket upgrade needs HTTP/1.1")
+    keys: list[bytes] = []
+    versions: list[bytes] = []
+    subprotocols: list[str] = []
+    for name, value in raw_headers:
+        lower = name.lower()
+        if lower == b"sec-websocket-key":
+            keys.append(value.strip())
+        elif lower == b"sec-websocket-version":
+            versions.append(value.strip())
+        elif lower == b"sec-websocket-protocol":
+            subprotocols.extend(split_comma_header(value))
+        elif lower in (b"content-length", b"transfer-encoding"):
+            raise HandshakeRefused(400, "A WebSocket upgrade must not have a body")
+    if not versions:
+        raise HandshakeRefused(400, "Missing Sec-WebSocket-Version")
+    if versions != [b"13"]:
+        raise HandshakeRefused(
+            426, "Unsupported WebSocket version (13 only)", b"sec-websocket-version: 13\r\n"
+        )
+    if len(keys) != 1:
+        raise HandshakeRefused(
+            400, "Missing Sec-WebSocket-Key" if not keys else "Duplicate Sec-WebSocket-Key"
+        )
+    key = keys[0]
+    try:
+        valid = len(key) == 24 and len(base64.b64decode(key, validate=True)) == 16
+    except (binascii.Error, ValueError):
+        valid = False
+    if not valid:
+        raise HandshakeRefused(400, "Invalid Sec-WebSocket-Key (base64 of 16 bytes)")
+    for protocol in subprotocols:
+        if not protocol or not set(protocol.encode("latin-1")) <= _TOKEN_CHARS:
+            raise HandshakeRefused(400, "Invalid Sec-WebSocket-Protocol")
+    return key, subprotocols
+
+
+def upgrade(http: HttpProtocol, event: H3Event) -> WebSocketProtocol | bytes | None:
+    """What to do with a complete upgrade request (see the module docstring).
+
+    None: no WebSocket route (serve it as plain HTTP); bytes: the refusal to
+    send; a protocol: to be started with ``start`` once llhttp stopped.
+    """
+    app = http.app
+    if not wants_websocket(event._raw_headers):
+        return None
+    # An event of its own (not from the pool): it lives as long as the connection.
+    ws_event = H3Event(app)
+    ws_event.method = event.method
+    ws_event.http_version = event.http_version
+    ws_event.raw_path = event.raw_path
+    ws_event.route_path = event.route_path
+    ws_event.path = event.path
+    ws_event.query_string = event.query_string
+    ws_event._raw_headers = event._raw_headers
+    ws_event.remote = http.peer
+    ws_event.conn = http
+    hook = app.on_request_hook
+    if hook is not None:
+        try:
+            if not run_hook_now(hook, ws_event):
+                logger.error("an on_request hook that waits cannot run for a WebSocket upgrade")
+                return HandshakeRefused(500, "Internal Server Error").answer(http.server)
+        except Exception as exc:
+            head, body, _ = http._encode(ws_event, app.error_response(ws_event, exc), False, False)
+            return head + body
+    match = app.match_ws(ws_event.route_path)
+    if match is None:
+        return None
+    route, params = match
+    try:
+        key, subprotocols = check_handshake(event.method, event.http_version, event._raw_headers)
+    except HandshakeRefused as exc:
+        return exc.answer(http.server)
+    ws_event.params = params
+    ws_event.route = route
+    return WebSocketProtocol(
+        http.server, http.transport, ws_event, route.handler, params, key, subprotocols
+    )  # type: ignore[arg-type]
+
+
+class _Channel:
+    """The ``h3lab.websocket.Channel`` of a ``WebSocketProtocol`` (whose own
+    ``close`` is the server's: end the connection now)."""
+
+    __slots__ = ("accept", "close", "receive", "reject", "send")
+
+    def __init__(self, protocol: WebSocketProtocol) -> None:
+        self.accept = protocol.ws_accept
+        self.receive = protocol.ws_receive
+        self.send = protocol.ws_send
+        self.close = protocol.ws_close
+        self.reject = protocol.ws_reject
+
+
+class WebSocketProtocol(asyncio.Protocol):
+    """One upgraded connection (a member of ``server.connections``)."""
+
+    def __init__(
+        self,
+        server: Server,
+        transport: asyncio.Transport,
+        event: H3Event,
+        handler: Any,
+        params: dict[str, str],
+        key: bytes,
+        subprotocols: list[str],
+    ) -> None:
+        self.server = server
+        self.loop = server.loop
+        self.limits = server.config.limits
+        self.max_message = self.limits.max_websocket_message_size
+        self.transport = transport
+        self.key = key
+        self.handler = handler
+        self.ws = WebSocket(event, params, _Channel(self), subprotocols)
+        event.conn = self
+        self.conn: Connection | None = None  # wsproto's, from accept on
+        self.task: asyncio.Task[None] | None = None
+        self.early = bytearray()  # bytes that came before accept
+        self.messages: deque[str | bytes] = deque()
+        self.queued = 0
+        self.parts: list[Any] = []
+        self.size = 0
+        self.disconnect: WebSocketDisconnect | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.drained: asyncio.Future[None] | None = None
+        self.write_paused = False
+        self.reading_paused = False
+        self.rejected = False
+        self.lost = False
+        self.closing_since: float | None = None  # our Close sent, the client's awaited
+        self._send_mark = -1
+        self._send_since = 0.0
+
+    # -- start and the connection's end ---------------------------------------
+
+    def start(self, trailing: bytes) -> None:
+        self.server.connections.add(self)
+        self.transport.set_protocol(self)
+        if trailing:
+            self.data_received(trailing)
+        if not self.reading_paused:
+            self.transport.resume_reading()  # the HTTP side may have paused it
+        context = contextvars.copy_context()
+        self.task = self.loop.create_task(run_handler(self.ws, self.handler), context=context)
+        self.task.add_done_callback(self._handler_done)
+
+    def _handler_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("WebSocket handler task failed", exc_info=task.exception())
+            self.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.server.connections.discard(self)
+        self._disconnected(1006, "")
+        self._wake_writer()
+
+    def eof_received(self) -> bool | None:
+        self._disconnected(1006, "")
+        return None  # close our side too
+
+    def is_closing(self) -> bool:
+        return self.lost or self.transport.is_closing()
+
+    def in_flight(self) -> bool:
+        return not self.lost
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def abort(self) -> None:
+        self.transport.abort()
+
+    def going_away(self) -> None:
+        """Server shutdown: close with 1001 (a handler not yet accepted gets 503)."""
+        if self.lost:
+            return
+        if self.conn is None:
+            self._reject_now(503)
+        elif self.conn.state is ConnectionState.OPEN:
+            self._send_close(1001, "Server shutting down")
+
+    def check_deadlines(self, now: float) -> None:
+        if self.closing_since is not None and now - self.closing_since > self.limits.linger_timeout:
+            self.abort()  # no Close came back
+            return
+        size = self.transport.get_write_buffer_size()
+        if size == 0:
+            self._send_mark = -1
+        elif size != self._send_mark:
+            self._send_mark, self._send_since = size, now
+        elif now - self._send_since > self.limits.send_timeout:
+            self.abort()  # the client stopped reading
+
+    # -- flow control --------------------------------------------------------
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        drained, self.drained = self.drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    def _pause_reading(self) -> None:
+        if not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.reading_paused and not self.lost:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    # -- input ---------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn is None:
+            if not self.rejected:
+                self.early += data
+                if len(self.early) > MAX_EARLY_BYTES:
+                    self._pause_reading()
+            return
+        try:
+            self.conn.receive_data(data)
+        except LocalProtocolError:
+            return  # closed already: what follows is dropped
+        for event in self.conn.events():
+            kind = type(event)
+            if kind is TextMessage or kind is BytesMessage:
+                if self.disconnect is None and not self._message_part(event):
+                    break
+            elif kind is Ping:
+                if self.conn.state is ConnectionState.OPEN:
+                    self.transport.write(self.conn.send(event.response()))  # type: ignore[attr-defined]
+            elif kind is CloseConnection:
+                self._close_received(event)  # type: ignore[arg-type]
+                break
+
+    feed_data = data_received  # what HttpProtocol feeds the rest of its last read to
+
+    def _message_part(self, event: TextMessage | BytesMessage) -> bool:
+        data = event.data
+        size = self.size
+        if type(data) is str:
+            # 4 bytes per character at most: encode only near the limit.
+            size += len(data) * 4
+            if size > self.max_message:
+                size = self.size + len(data.encode())
+        else:
+            size += len(data)
+        if size > self.max_message:
+            self.parts = []
+            self._send_close(1009, "Message too big")
+            return False
+        self.size = size
+        self.parts.append(data)
+        if event.message_finished:
+            parts, self.parts = self.parts, []
+            message = (
+                parts[0] if len(parts) == 1 else ("" if type(data) is str else b"").join(parts)
+            )
+            self.size = 0
+            self.messages.append(message)
+            self.queued += len(message)
+            if self.queued > self.max_message or len(self.messages) >= MAX_QUEUED_MESSAGES:
+                self._pause_reading()  # the handler is behind: let TCP push back
+            self._wake_reader()
+        return True
+
+    def _close_received(self, event: CloseConnection) -> None:
+        assert self.conn is not None
+        state = self.conn.state
+        if state is ConnectionState.REMOTE_CLOSING:
+            # The client closes: answer, then end the TCP connection (the server does).
+            self.transport.write(self.conn.send(event.response()))
+            self._disconnected(event.code, event.reason or "")
+            self.transport.close()
+        elif state is ConnectionState.CLOSED:
+            # The client's answer to our Close: the handshake is complete.
+            self.closing_since = None
+            self.transport.close()
+        else:
+            # wsproto could not parse the input (1002 protocol error, 1007 bad
+            # UTF-8): fail the connection -- our Close, then the TCP close.
+            self._send_close(event.code, event.reason or "")
+            self.closing_since = None
+            self.transport.close()
+
+    def _disconnected(self, code: int, reason: str) -> None:
+        if self.disconnect is None:
+            self.disconnect = WebSocketDisconnect(code, reason)
+            self._wake_reader()
+
+    def _wake_reader(self) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _send_close(self, code: int, reason: str) -> None:
+        """Our Close frame; the handler's receive() reports it."""
+        conn = self.conn
+        if conn is not None and conn.state is ConnectionState.OPEN and not self.lost:
+            self.transport.write(conn.send(CloseConnection(code=code, reason=reason)))
+            self.closing_since = self.server.now
+        self._disconnected(code, reason)
+
+    # -- the Channel the WebSocket object talks to (through _Channel) ---------
+
+    async def ws_accept(self, subprotocol: str | None, headers: list[tuple[str, str]]) -> None:
+        if self.lost or self.rejected or self.transport.is_closing():
+            raise WebSocketDisconnect(1006, "")
+        server = self.server
+        head = [
+            b"HTTP/1.1 101 Switching Protocols\r\n",
+            server.server_bytes,
+            server.date_bytes,
+            b"upgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ",
+            generate_accept_token(self.key),
+            b"\r\n",
+        ]
+        if subprotocol is not None:
+            head.append(b"sec-websocket-protocol: %s\r\n" % subprotocol.encode("latin-1"))
+        if headers:
+            head.append(http11.encode_headers(headers))  # UnsafeHeader: the handler's error
+        head.append(b"\r\n")
+        self.conn = Connection(ConnectionType.SERVER)
+        self.transport.write(b"".join(head))
+        if self.early:
+            early, self.early = bytes(self.early), bytearray()
+            self.data_received(early)
+        if not self.messages:
+            self._resume_reading()
+
+    async def ws_receive(self) -> str | bytes:
+        while True:
+            if self.messages:
+                message = self.messages.popleft()
+                self.queued -= len(message)
+                if self.reading_paused and self.queued <= self.max_message // 2:
+                    self._resume_reading()
+                return message
+            disconnect = self.disconnect
+            if disconnect is not None:
+                raise WebSocketDisconnect(disconnect.code, disconnect.reason)
+            waiter = self.waiter = self.loop.create_future()
+            await waiter
+
+    async def ws_send(self, data: str | bytes) -> None:
+        while self.write_paused and not self.lost:
+            drained = self.drained
+            if drained is None:
+                drained = self.drained = self.loop.create_future()
+            await drained
+        conn = self.conn
+        if self.lost or conn is None or conn.state is not ConnectionState.OPEN:
+            disconnect = self.disconnect or WebSocketDisconnect(1006, "")
+            raise WebSocketDisconnect(disconnect.code, disconnect.reason)
+        self.transport.write(conn.send(Message(data=data)))
+
+    async def ws_close(self, code: int, reason: str) -> None:
+        self._send_close(code, reason)
+
+    async def ws_reject(self, status: int) -> None:
+        self._reject_now(status)
+
+    def _reject_now(self, status: int) -> None:
+        if self.rejected or self.conn is not None or self.lost:
+            return
+        self.rejected = True
+        self.early = bytearray()
+        message = {403: "WebSocket connection refused", 503: "Server shutting down"}.get(
+            status, "Internal Server Error"
+        )
+        server = self.server
+        self.transport.write(
+            http11.error_bytes(status, message, server=server.server_bytes, date=server.date_bytes)
+        )
+        self._disconnected(1006, "")
+        self.transport.close()
