@@ -214,6 +214,12 @@ class H3:
         else:
             raise TypeError(f"app.mount needs an H3 app or an ASGI application, got {app!r}")
         self.on(ANY_METHOD, handler.pattern, handler, meta={"mount": handler})
+        if isinstance(app, H3):
+            # Upgrades under the prefix ask the sub-app's WebSocket routes (at
+            # match time: it may add some later). Only apps that mount pay.
+            if self._ws_router is None:
+                self._ws_router = make_router("trie")
+            self._ws_router.add(Route("GET", handler.pattern, handler, meta={"mount": handler}))
         return self
 
     def mounted_apps(self) -> list[H3]:
@@ -279,7 +285,10 @@ class H3:
         """The WebSocket route and params for a routing path, or None."""
         if self._ws_router is None:
             return None
-        return self._ws_router.match("GET", route_path)
+        match = self._ws_router.match("GET", route_path)
+        if match is not None and "mount" in match[0].meta:
+            return match[0].meta["mount"].match_ws(route_path)
+        return match
 
     def routes(self) -> list[Route]:
         return self.router.routes()
@@ -318,7 +327,8 @@ class H3:
                 meta=meta,
             )
         for route in self.ws_routes():
-            twin.ws(route.pattern, route.handler)
+            if "mount" not in route.meta:  # twin.mount above made its own
+                twin.ws(route.pattern, route.handler)
         return twin
 
     # -- preparation ---------------------------------------------------------

@@ -18,7 +18,8 @@ H3 sub-app (``H3Mount``)
     sub-app's ``on_error`` / ``on_response`` hooks (when it has them) turn its
     errors and values into its response; otherwise they travel to the parent
     as raised/returned. Its startup and shutdown hooks run with the parent's
-    (``h3lab.lifespan``). Limits are the parent's (the parent's transport read
+    (``h3lab.lifespan``), and its WebSocket routes answer upgrades under the
+    prefix (the connection's event sees the relative path too). Limits are the parent's (the parent's transport read
     the request).
 
 ASGI application (``ASGIMount``)
@@ -144,6 +145,37 @@ class H3Mount(_Mount):
             return response
         finally:
             _restore(event, saved)
+
+    def match_ws(self, route_path: str) -> Any:
+        """The sub-app's WebSocket route for an upgrade under the prefix, as a
+        route whose handler sees the relative path; None if it has none."""
+        from h3lab.routing import Route
+
+        _, relative = _strip(route_path, self.segments)
+        match = self.app.match_ws(relative)
+        if match is None:
+            return None
+        route, params = match
+        segments = self.segments
+        inner = route.handler
+
+        async def relative_paths(ws: Any) -> Any:
+            # The connection's own event (never pooled): relative for good.
+            event = ws.event
+            head, raw = _strip(event.raw_path, segments)
+            outer = event._mount
+            event._mount = (
+                (event.path, event.raw_path, head)
+                if outer is None
+                else (outer[0], outer[1], outer[2] + head)
+            )
+            event.raw_path = raw
+            event.route_path = routing_path(raw)
+            event.path = unquote(raw) if "%" in raw else raw
+            return await inner(ws)
+
+        wrapped = Route(route.method, route.pattern, relative_paths, meta=route.meta)
+        return wrapped, params
 
 
 def _restore(event: Any, saved: tuple[Any, ...]) -> None:
