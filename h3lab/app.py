@@ -84,6 +84,8 @@ class H3:
         self.json = make_json_encoder(cfg.response.json)
         self.json_encode = self.json.encode  # both transports' JSON responses
         self._layers: list[Layer] = []
+        self.startup_hooks: list[Hook] = []
+        self.shutdown_hooks: list[Hook] = []
         self._ws_router: Any = None  # WebSocket routes (app.ws), built on the first one
         self._route_count = 0
         self._ready = False
@@ -161,20 +163,99 @@ class H3:
     def head(self, pattern: str, handler: Handler | None = None, **kw: Any) -> Any:
         return self.on("HEAD", pattern, handler, **kw)
 
+    def query(self, pattern: str, handler: Handler | None = None, **kw: Any) -> Any:
+        """A ``QUERY`` route: a safe, idempotent request that carries a body."""
+        return self.on("QUERY", pattern, handler, **kw)
+
     def all(self, pattern: str, handler: Handler | None = None, **kw: Any) -> Any:
         return self.on(ANY_METHOD, pattern, handler, **kw)
 
-    def use(self, prefix_or_fn: Any, fn: Callable[..., Any] | None = None) -> H3:
-        """``app.use(mw)`` for every request, ``app.use("/api", mw)`` under a path prefix."""
+    def use(
+        self,
+        prefix_or_fn: Any,
+        fn: Callable[..., Any] | None = None,
+        *,
+        method: str | list[str] | tuple[str, ...] | None = None,
+        match: Callable[[H3Event], bool] | None = None,
+    ) -> H3:
+        """``app.use(mw)`` for every request, ``app.use("/api", mw)`` under a path prefix.
+
+        Options, as h3's ``use(route, fn, {method, match})``: ``method`` (a name
+        or a list; GET also covers HEAD) and ``match(event) -> bool`` restrict
+        the layer further. ``app.use("/api", sub_app)`` mounts an H3 app.
+        """
         if fn is None:
-            layer = Layer.of(prefix_or_fn)
+            if isinstance(prefix_or_fn, H3):
+                return self.mount("", prefix_or_fn)
+            layer = Layer.of(prefix_or_fn, method=method, match=match)
         else:
             if not isinstance(prefix_or_fn, str):
                 raise TypeError("app.use(prefix, middleware): prefix must be a str")
-            layer = Layer.of(fn, routing_path(prefix_or_fn))
+            if isinstance(fn, H3):
+                return self.mount(prefix_or_fn, fn)
+            layer = Layer.of(fn, routing_path(prefix_or_fn), method=method, match=match)
         self._layers.append(layer)
         self._ready = False
         return self
+
+    def mount(self, prefix: str, app: Any) -> H3:
+        """Serve ``app`` (an ``H3`` app or any ASGI application) under ``prefix``.
+
+        See ``h3lab.mount``: the sub-app sees paths relative to the prefix
+        (``event.full_path`` keeps the whole one) and answers its own 404/405;
+        an ASGI app gets Starlette's ``root_path``/``path`` scope on both
+        transports.
+        """
+        from h3lab.mount import ASGIMount, H3Mount, normalize_prefix
+
+        prefix = normalize_prefix(prefix)
+        if app is self:
+            raise ValueError("an app cannot be mounted in itself")
+        if isinstance(app, H3):
+            handler: Any = H3Mount(prefix, app)
+        elif callable(app):
+            handler = ASGIMount(prefix, app)
+        else:
+            raise TypeError(f"app.mount needs an H3 app or an ASGI application, got {app!r}")
+        self.on(ANY_METHOD, handler.pattern, handler, meta={"mount": handler})
+        if isinstance(app, H3):
+            # Upgrades under the prefix ask the sub-app's WebSocket routes (at
+            # match time: it may add some later). Only apps that mount pay.
+            if self._ws_router is None:
+                self._ws_router = make_router("trie")
+            self._ws_router.add(Route("GET", handler.pattern, handler, meta={"mount": handler}))
+        return self
+
+    def mounted_apps(self) -> list[H3]:
+        """The H3 sub-apps mounted here, in mount order."""
+        return [route.handler.app for route in self.router.routes() if _is_h3_mount(route.meta)]
+
+    def remove_route(self, method: str, pattern: str) -> Route:
+        """Unregister a route (h3's ``removeRoute``); ``ValueError`` naming it if absent.
+
+        ``pattern`` is the registered text, or any pattern of the same shape
+        (``/users/:name`` removes ``/users/:id``). The route cache is cleared.
+        """
+        method = method.upper()
+        route = self.router.remove(method, pattern)
+        self._ready = False
+        return route
+
+    # -- lifespan ------------------------------------------------------------
+
+    def on_startup(self, fn: Hook) -> Hook:
+        """Decorator: run ``fn()`` (or ``fn(app)``), sync or async, before serving."""
+        from h3lab.lifespan import check_hook
+
+        self.startup_hooks.append(check_hook(fn, "startup"))
+        return fn
+
+    def on_shutdown(self, fn: Hook) -> Hook:
+        """Decorator: run ``fn()`` (or ``fn(app)``) after serving; in reverse order."""
+        from h3lab.lifespan import check_hook
+
+        self.shutdown_hooks.append(check_hook(fn, "shutdown"))
+        return fn
 
     def ws(self, pattern: str, handler: Any = None) -> Any:
         """Register ``async def handler(ws)`` for WebSocket upgrades on ``pattern``.
@@ -208,7 +289,10 @@ class H3:
         """The WebSocket route and params for a routing path, or None."""
         if self._ws_router is None:
             return None
-        return self._ws_router.match("GET", route_path)
+        match = self._ws_router.match("GET", route_path)
+        if match is not None and "mount" in match[0].meta:
+            return match[0].meta["mount"].match_ws(route_path)
+        return match
 
     def routes(self) -> list[Route]:
         return self.router.routes()
@@ -218,6 +302,9 @@ class H3:
 
         ``h3lab serve module:app --preset performance`` uses it: the module builds
         its app once, and every run re-instantiates it under the chosen config.
+        Mounted H3 sub-apps are cloned under the same config (ASGI apps are
+        shared), middleware keep their options, startup and shutdown hooks
+        carry over, and a removed route stays removed.
         """
         twin = H3(
             config,
@@ -226,8 +313,15 @@ class H3:
             on_response=self.on_response_hook,
             on_error=self.on_error_hook,
         )
-        twin._layers = list(self._layers)
+        twin._layers = list(self._layers)  # Layers are immutable: options included
+        twin.startup_hooks = list(self.startup_hooks)
+        twin.shutdown_hooks = list(self.shutdown_hooks)
         for route in self.router.routes():
+            mount = route.meta.get("mount")
+            if mount is not None:
+                target = mount.app.clone(config) if _is_h3_mount(route.meta) else mount.app
+                twin.mount(mount.prefix, target)
+                continue
             meta = {k: v for k, v in route.meta.items() if k != "is_async"}
             twin.on(
                 route.method,
@@ -237,7 +331,8 @@ class H3:
                 meta=meta,
             )
         for route in self.ws_routes():
-            twin.ws(route.pattern, route.handler)
+            if "mount" not in route.meta:  # twin.mount above made its own
+                twin.ws(route.pattern, route.handler)
         return twin
 
     # -- preparation ---------------------------------------------------------
@@ -249,7 +344,9 @@ class H3:
         for route in self.router.routes():
             chain_layers = [*layers, *route.middleware]
             is_async = route.meta.get("is_async", True)
-            route.chain = execution.compile(chain_layers, route.handler, is_async, route.pattern)
+            route.chain = execution.compile(
+                chain_layers, route.handler, is_async, route.pattern, route.method
+            )
             route.sync = chain_is_sync(chain_layers, is_async, route.pattern)
         self._not_found_chain = execution.compile(layers, self._no_route, False, None)
         self._not_found_sync = chain_is_sync(layers, False, None)
@@ -286,22 +383,8 @@ class H3:
         Exceptions propagate to the caller (the transport), which turns them
         into responses with ``error_response``.
         """
-        if not self._ready:
-            self.prepare()
-        if self.on_request_hook is not None:
-            return self._handle_with_hooks(event)
-        match = self.router.match(event.method, event.route_path)
-        if match is None:
-            if event.method == "HEAD":
-                match = self.router.match("GET", event.route_path)
-            if match is None:
-                if self._stats_path is not None and event.route_path == self._stats_path:
-                    return Response(json_bytes(self.stats()), media_type="application/json")
-                return self._not_found_chain(event)  # type: ignore[misc]
-        route, params = match
-        event.route = route
-        event.params = params
-        return route.chain(event)
+        chain, _ = self.resolve(event)
+        return chain(event)
 
     def resolve(self, event: H3Event) -> tuple[Callable[[H3Event], Any], bool]:
         """Route ``event`` (as ``handle`` does) and return ``(chain, sync)``:
@@ -341,7 +424,7 @@ class H3:
             match = self.router.match("GET", event.route_path)
         if match is None:
             if self._stats_path is not None and event.route_path == self._stats_path:
-                return Response(json_bytes(self.stats()), media_type="application/json")
+                return self._stats_response(event)
             value = self._not_found_chain(event)  # type: ignore[misc]
         else:
             event.route, event.params = match
@@ -460,6 +543,11 @@ class H3:
         from h3lab.asgi import ASGIAdapter
 
         return ASGIAdapter(self)
+
+
+def _is_h3_mount(meta: dict[str, Any]) -> bool:
+    mount = meta.get("mount")
+    return mount is not None and isinstance(mount.app, H3)
 
 
 def plain_500() -> Response:

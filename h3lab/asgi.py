@@ -81,16 +81,28 @@ class ASGIAdapter:
         await serve_websocket(self.app, scope, receive, send, event)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
+        from h3lab.lifespan import run_shutdown, run_startup
+
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self._startup()
+                try:
+                    await run_startup(self.app)
+                except Exception as exc:  # StartupFailed: one line naming the hook
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 # event.wait_until work gets the grace period, as on the built-in server.
                 await self.app.wait_background(self.app.config.limits.shutdown_grace)
+                # Then the hooks (they may close what that work uses).
+                failures = await run_shutdown(self.app)
                 self.app.memory.close()
-                await send({"type": "lifespan.shutdown.complete"})
+                if failures:
+                    await send({"type": "lifespan.shutdown.failed", "message": failures[0]})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
                 return
 
     def _startup(self) -> None:
@@ -104,6 +116,7 @@ class ASGIAdapter:
         if not self._started:
             self._startup()
         event = app.pool.acquire()
+        event.asgi_scope = scope  # forwarded to a mounted ASGI app; cleared below
         try:
             # The event is filled before the body is read, so that a 413 (and
             # the on_error hook that sees it) knows the real method and path.
@@ -131,6 +144,7 @@ class ASGIAdapter:
             await self._send(send, receive, event, response, head_only)
         finally:
             event.scheme = None  # see H3Event.__init__
+            event.asgi_scope = None
             app.pool.release(event)
 
     def _error(self, event: Any, exc: BaseException) -> Response:

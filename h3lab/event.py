@@ -50,12 +50,14 @@ class H3Event:
         "_form",
         "_headers",
         "_json",
+        "_mount",
         "_query",
         "_raw_headers",
         "_release_to",
         "_resp_headers",
         "_waiting",
         "app",
+        "asgi_scope",
         "conn",
         "http_version",
         "keep_alive",
@@ -82,6 +84,12 @@ class H3Event:
         # connection. Not in _reset_fields: the built-in server never sets it,
         # and the ASGI adapter clears it itself, so plain requests pay nothing.
         self.scheme: str | None = None
+        # Inside a mounted H3 sub-app: (whole path, whole raw path, the raw
+        # prefix stripped), set and restored by h3lab.mount; None elsewhere.
+        self._mount: tuple[str, str, str] | None = None
+        # The ASGI scope under the ASGI adapter (which sets and clears it), so
+        # a mounted ASGI app gets the outer scope forwarded; None elsewhere.
+        self.asgi_scope: dict[str, Any] | None = None
         self._waiting: set[asyncio.Future[Any]] | None = None
         self._release_to: Any = None
         self._reset_fields()
@@ -123,6 +131,7 @@ class H3Event:
         self._reset_fields()
         self.conn = None
         self.remote = None
+        self._mount = None  # restored by the mount itself; this is the safety net
         self._waiting = None
         self._release_to = None
 
@@ -173,6 +182,12 @@ class H3Event:
         if headers is None:
             headers = self._headers = Headers(self._raw_headers)
         return headers
+
+    @property
+    def full_path(self) -> str:
+        """The whole decoded path; ``path`` is relative inside a mounted sub-app."""
+        mount = self._mount
+        return self.path if mount is None else mount[0]
 
     @property
     def url(self) -> str:

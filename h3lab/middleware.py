@@ -34,6 +34,13 @@ synchronous *before* layers that may apply and a synchronous endpoint. The
 built-in server runs such a request in its own ``contextvars`` context
 without an asyncio Task; every other request gets a Task.
 
+Options (h3's ``use(route, fn, {method, match})``): ``method`` (one or a list;
+a GET layer also runs for HEAD, which GET routes answer) and ``match(event) ->
+bool`` restrict a layer further. ``legacy`` tests them per request; ``fast``
+decides ``method`` at compile time where the route's method settles it and
+wraps the layer in a filter otherwise, so a layer without options (and every
+app that uses none) runs exactly the code it ran before.
+
 Calling ``next()`` more than once in one middleware invocation is an error in
 both strategies (as in Koa); ``fast`` detects it once the downstream chain has
 finished, ``legacy`` always.
@@ -48,6 +55,7 @@ from types import CoroutineType
 from typing import Any, ClassVar, Protocol
 
 from h3lab.callables import is_async_callable
+from h3lab.methods import METHODS
 from h3lab.registry import Registry
 from h3lab.routing.pattern import STATIC, Segment, parse_pattern
 
@@ -68,9 +76,19 @@ class Layer:
     prefix: str = ""  # "" = every path; else "/api" matches /api and /api/...
     kind: str = ONION
     is_async: bool = True
+    methods: frozenset[str] | None = None  # None: every method
+    match: Callable[[Any], bool] | None = None  # None: every request
+    has_options: bool = False  # methods or match set (one cheap test per request)
 
     @classmethod
-    def of(cls, fn: Callable[..., Any], prefix: str = "") -> Layer:
+    def of(
+        cls,
+        fn: Callable[..., Any],
+        prefix: str = "",
+        *,
+        method: str | Sequence[str] | None = None,
+        match: Callable[[Any], bool] | None = None,
+    ) -> Layer:
         if not callable(fn):
             raise TypeError(f"middleware must be callable, got {fn!r}")
         try:
@@ -92,7 +110,18 @@ class Layer:
         prefix = prefix.rstrip("/")
         if prefix and not prefix.startswith("/"):
             raise ValueError(f"middleware prefix must start with '/', got {prefix!r}")
-        return cls(fn, prefix, kind, is_async_callable(fn))
+        if match is not None and not callable(match):
+            raise TypeError(f"middleware match must be callable(event) -> bool, got {match!r}")
+        methods = _method_set(method)
+        has_options = methods is not None or match is not None
+        return cls(fn, prefix, kind, is_async_callable(fn), methods, match, has_options)
+
+    def accepts(self, event: Any) -> bool:
+        """The options' verdict on one request (the prefix is ``applies``)."""
+        methods = self.methods
+        if methods is not None and not _method_in(event.method, methods):
+            return False
+        return self.match is None or bool(self.match(event))
 
     def applies(self, route_path: str) -> bool:
         prefix = self.prefix
@@ -101,6 +130,44 @@ class Layer:
             or route_path == prefix
             or (route_path.startswith(prefix) and route_path[len(prefix)] == "/")
         )
+
+
+def _method_set(method: str | Sequence[str] | None) -> frozenset[str] | None:
+    if method is None:
+        return None
+    names = [method] if isinstance(method, str) else list(method)
+    if not names or not all(isinstance(name, str) for name in names):
+        raise ValueError(
+            f"middleware method must be a method name or a list of them, got {method!r}"
+        )
+    upper = frozenset(name.upper() for name in names)
+    unknown = sorted(upper - set(METHODS))
+    if unknown:
+        raise ValueError(f"middleware method must be among {list(METHODS)}, got {unknown[0]!r}")
+    return upper
+
+
+def _method_in(method: str, methods: frozenset[str]) -> bool:
+    # HEAD is answered by GET routes (RFC 9110), so a GET layer runs for it too (h3).
+    return method in methods or (method == "HEAD" and "GET" in methods)
+
+
+def method_relation(methods: frozenset[str] | None, route_method: str | None) -> bool | None:
+    """Whether a ``method`` option admits every request a route can get.
+
+    True: always; False: never; None: depends on the request. A route for
+    ``M`` gets ``M`` requests, and a GET route HEAD ones too; an any-method
+    route (and the no-route chain, ``route_method`` None) gets anything.
+    """
+    if methods is None:
+        return True
+    if route_method is None or route_method == "*":
+        return None
+    if route_method != "GET":
+        return _method_in(route_method, methods)
+    if "GET" in methods:
+        return True  # GET and HEAD both pass
+    return None if "HEAD" in methods else False
 
 
 def prefix_relation(prefix: str, pattern: str | None) -> bool | None:
@@ -188,6 +255,7 @@ class MiddlewareExecution(Protocol):
         endpoint: Endpoint,
         endpoint_is_async: bool,
         pattern: str | None,
+        method: str | None = None,
     ) -> Chain:
         """The callable that runs ``layers`` then ``endpoint`` for one route."""
 
@@ -210,6 +278,7 @@ class LegacyExecution:
         endpoint: Endpoint,
         endpoint_is_async: bool,
         pattern: str | None,
+        method: str | None = None,
     ) -> Chain:
         self.compilations += 1
         layers = tuple(layers)
@@ -219,7 +288,12 @@ class LegacyExecution:
 
         async def run(event: Any) -> Any:
             execution.chains_built += 1
-            active = [layer for layer in layers if layer.applies(event.route_path)]
+            active = [
+                layer
+                for layer in layers
+                if layer.applies(event.route_path)
+                and (not layer.has_options or layer.accepts(event))
+            ]
             called = -1
 
             async def dispatch(i: int) -> Any:
@@ -362,6 +436,33 @@ def _before_as_onion(fn: Callable[..., Any]) -> Callable[..., Any]:
     return layer
 
 
+def _filtered(
+    fn: Callable[..., Any],
+    kind: str,
+    methods: frozenset[str] | None,
+    match: Callable[[Any], bool] | None,
+) -> Callable[..., Any]:
+    """``fn`` behind its per-request options: skipped (as an unmatched prefix
+    is) when the method or ``match`` says no."""
+
+    def accepts(event: Any) -> bool:
+        if methods is not None and not _method_in(event.method, methods):
+            return False
+        return match is None or bool(match(event))
+
+    if kind == ONION:
+
+        def onion(event: Any, next: Callable[[], Any]) -> Any:
+            return fn(event, next) if accepts(event) else next()
+
+        return onion
+
+    def before(event: Any) -> Any:
+        return fn(event) if accepts(event) else None
+
+    return before
+
+
 @MIDDLEWARE_EXECUTIONS.register("fast")
 class FastExecution:
     """Chains compiled once per route; no per-request closures."""
@@ -378,21 +479,26 @@ class FastExecution:
         endpoint: Endpoint,
         endpoint_is_async: bool,
         pattern: str | None,
+        method: str | None = None,
     ) -> Chain:
         self.compilations += 1
         steps: list[_Step] = []
         for layer in layers:
             relation = prefix_relation(layer.prefix, pattern)
-            if relation is False:
+            by_method = method_relation(layer.methods, method)
+            if relation is False or by_method is False:
                 self.resolved_at_compile_time += 1
                 continue
             if relation is True and layer.prefix:
                 self.resolved_at_compile_time += 1
             prefix = "" if relation else layer.prefix
-            if layer.kind == BEFORE and layer.is_async:
-                steps.append(_Step(_before_as_onion(layer.fn), ONION, prefix))
-            else:
-                steps.append(_Step(layer.fn, layer.kind, prefix))
+            fn, kind = layer.fn, layer.kind
+            if kind == BEFORE and layer.is_async:
+                fn, kind = _before_as_onion(fn), ONION
+            if by_method is None or layer.match is not None:
+                # Only what the route leaves open is tested per request.
+                fn = _filtered(fn, kind, layer.methods if by_method is None else None, layer.match)
+            steps.append(_Step(fn, kind, prefix))
         if not steps:
             # PERF: nothing to run around the handler: the chain is the handler.
             return endpoint

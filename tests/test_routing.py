@@ -464,6 +464,79 @@ def test_adding_a_route_changes_later_answers(router: Router) -> None:
     assert table.find("GET", "/u/1") == ("GET /u/:id", {"id": "1"})
 
 
+def test_removing_a_route_changes_later_answers(router: Router) -> None:
+    table = Table(router).add("GET /**", "GET /u/:id", "POST /u/:id", "GET /a{b}?", "GET /a{c}?")
+    assert table.find("GET", "/u/1") == ("GET /u/:id", {"id": "1"})
+    assert table.find("GET", "/u/1") == ("GET /u/:id", {"id": "1"})  # now cached, if any
+    assert table.find("GET", "/a") == ("GET /a{b}?", {})
+    removed = router.remove("GET", "/u/:other")  # same shape, other name: rou3's rule
+    assert removed is table.by_spec["GET /u/:id"]
+    assert table.find("GET", "/u/1") == ("GET /**", {"_": "u/1"})
+    assert table.find("POST", "/u/1") == ("POST /u/:id", {"id": "1"})
+    assert router.allowed_methods("/u/1") == {"GET", "POST"}  # GET from /**
+    router.remove("GET", "/a{b}?")
+    assert table.find("GET", "/a") == ("GET /a{c}?", {})  # the shadowed variant is back
+    assert table.find("GET", "/ab") == ("GET /**", {"_": "ab"})
+    assert [r.pattern for r in router.routes()] == ["/**", "/u/:id", "/a{c}?"]
+    with pytest.raises(ValueError, match=r"no route GET /u/:id to remove"):
+        router.remove("GET", "/u/:id")
+    with pytest.raises(ValueError, match=r"no route DELETE /\*\* to remove"):
+        router.remove("DELETE", "/**")
+    table.add("GET /u/:id")  # registering it again is fine
+    assert table.find("GET", "/u/2") == ("GET /u/:id", {"id": "2"})
+
+
+REMOVAL_TABLE = [
+    "GET /users",
+    "GET /users/:id",
+    "GET /users/:id(\\d+)",
+    "* /users/:id/posts",
+    "GET /files/**:path",
+    "GET /files/*.png",
+    "GET /book{s}?",
+    "POST /users",
+]
+REMOVAL_PATHS = [
+    "/users",
+    "/users/7",
+    "/users/x",
+    "/users/7/posts",
+    "/files/a/b",
+    "/files/a.png",
+    "/book",
+    "/books",
+    "/nope",
+]
+
+
+@pytest.mark.parametrize("gone", REMOVAL_TABLE)
+def test_removal_equals_never_registering(router: Router, gone: str) -> None:
+    """Differential: a table minus one route answers as a linear router that
+    never had it, for every method and path (cache warmed before removal)."""
+    Table(router).add(*REMOVAL_TABLE)
+    for path in REMOVAL_PATHS:
+        router.match("GET", path)
+    method, pattern = gone.split(" ", 1)
+    router.remove(method, pattern)
+    oracle = Table(make_router("linear")).add(*(spec for spec in REMOVAL_TABLE if spec != gone))
+    for path in REMOVAL_PATHS:
+        for verb in ("GET", "POST", "PUT"):
+            found = router.match(verb, path)
+            expected = oracle.router.match(verb, path)
+            got = None if found is None else (found[0].method, found[0].pattern, found[1])
+            want = (
+                None
+                if expected is None
+                else (
+                    expected[0].method,
+                    expected[0].pattern,
+                    expected[1],
+                )
+            )
+            assert got == want, (gone, verb, path)
+        assert router.allowed_methods(path) == oracle.router.allowed_methods(path)
+
+
 # --- caches -----------------------------------------------------------------------
 
 

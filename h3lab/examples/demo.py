@@ -3,6 +3,7 @@
 Static, param and wildcard routes, a JSON echo, a form endpoint, cookies, a
 streaming endpoint and Server-Sent Events, CORS on ``/api``, static files,
 validated query input, a sealed session, Basic auth, conditional GETs, a
+``QUERY`` search, startup/shutdown hooks (``/health`` shows uptime), a
 WebSocket echo (``/ws/echo``), and
 the benchmark endpoints every study and peer comparison uses
 (``/plaintext``, ``/json``, ``/users/:id`` behind 50 other routes).
@@ -83,7 +84,7 @@ def build(app: H3 | None = None) -> H3:
     def index(event: H3Event) -> str:
         return (
             "h3lab demo: try /plaintext, /json, /users/42, /api/items?limit=2, /stream, "
-            "/events, /visits, /whoami, /cached, /admin (user admin)"
+            "/events, /visits, /whoami, /cached, /admin (user admin), /health"
         )
 
     @app.get("/api/items")
@@ -96,6 +97,27 @@ def build(app: H3 | None = None) -> H3:
     @app.post("/api/echo")
     async def echo(event: H3Event) -> Any:
         return await event.json()
+
+    @app.query("/api/items")
+    async def search_items(event: H3Event) -> list[dict[str, Any]]:
+        # QUERY: a search whose criteria travel in the body, safely repeatable.
+        text = str((await event.json()).get("name", ""))
+        return [{"id": i, "name": f"item {i}"} for i in range(100) if text in f"item {i}"][:10]
+
+    started: dict[str, float] = {}
+
+    @app.on_startup
+    def record_start() -> None:
+        started["at"] = time.monotonic()
+
+    @app.on_shutdown
+    def forget_start() -> None:
+        started.clear()
+
+    @app.get("/health")
+    def health(event: H3Event) -> dict[str, Any]:
+        at = started.get("at")
+        return {"ok": True, "uptime_s": None if at is None else round(time.monotonic() - at, 3)}
 
     @app.post("/api/form")
     async def form(event: H3Event) -> dict[str, Any]:

@@ -50,8 +50,10 @@ up to two trailing slashes removed, and every percent-escape decoded except
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from h3lab.routing.pattern import parse_pattern
 
 Params = dict[str, str]
 Handler = Callable[..., Any]
@@ -109,8 +111,34 @@ class Router(Protocol):
     def allowed_methods(self, path: str) -> set[str]:
         """Methods of every route whose pattern matches ``path`` (for 405 Allow)."""
 
+    def remove(self, method: str, pattern: str) -> Route:
+        """Unregister the route (see ``find_route``) and return it; ``ValueError``
+        naming it when there is none. Clears any cache in front."""
+
     def routes(self) -> list[Route]:
         """All registered routes, in registration order."""
 
     def stats(self) -> dict[str, Any]:
         """Counters of this strategy (lookups, and the cache's when it has one)."""
+
+
+def find_route(routes: Iterable[Route], method: str, pattern: str) -> Route:
+    """The route ``remove`` takes away: registered with exactly ``pattern``, else
+    the one whose every variant has the same shape (param names aside), as
+    rou3's ``removeRoute`` finds it by its place in the tree."""
+    routes = list(routes)
+    for route in routes:
+        if route.method == method and route.pattern == pattern:
+            return route
+    try:
+        shape = {variant.signature for variant in parse_pattern(pattern)}
+    except ValueError:
+        shape = None
+    if shape is not None:
+        for route in routes:
+            if (
+                route.method == method
+                and {variant.signature for variant in parse_pattern(route.pattern)} == shape
+            ):
+                return route
+    raise ValueError(f"no route {method} {pattern} to remove")

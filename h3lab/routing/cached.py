@@ -15,7 +15,8 @@ around a trie):
   corrupt it, and every hit hands out a fresh ``dict``.
 * Misses (404s) are never cached. Unique junk paths can still evict good
   entries (that is the policy's business), but never as cached negatives.
-* ``add`` clears the cache: a new route can change the answer for any path.
+* ``add`` and ``remove`` clear the cache: a route coming or going can change
+  the answer for any path.
 
 Lookups are counted here, for the wrapper as a whole; the wrapped router only
 sees (and counts) cache misses.
@@ -55,11 +56,24 @@ class CachedRouter:
 
     def add(self, route: Route) -> None:
         self.router.add(route)  # validates (bad pattern, duplicate) before we record it
+        self._add_static(self._static, route)
+        self.cache.clear()
+
+    @staticmethod
+    def _add_static(table: dict[str, dict[str, Route]], route: Route) -> None:
         for variant in parse_pattern(route.pattern):
             if variant.static_path is not None:
                 # setdefault: an earlier route keeps an overlapping variant.
-                self._static.setdefault(variant.static_path, {}).setdefault(route.method, route)
+                table.setdefault(variant.static_path, {}).setdefault(route.method, route)
+
+    def remove(self, method: str, pattern: str) -> Route:
+        route = self.router.remove(method, pattern)
+        table: dict[str, dict[str, Route]] = {}
+        for kept in self.router.routes():
+            self._add_static(table, kept)
+        self._static = table
         self.cache.clear()
+        return route
 
     def match(self, method: str, path: str) -> Match | None:
         self._lookups += 1

@@ -279,6 +279,12 @@ class CompiledRouter(TrieRouter):
             super().add(route)
             self._finder = None  # recompiled on the next dynamic lookup
 
+    def remove(self, method: str, pattern: str) -> Route:
+        with self._lock:
+            route = super().remove(method, pattern)
+            self._finder = None
+        return route
+
     def _compile(self) -> Finder:
         with self._lock:
             # Double-checked: threads that queued on the lock find it built.

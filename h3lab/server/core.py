@@ -96,6 +96,7 @@ class Server:
         self.prefix_bytes = http11.fast_prefix(self.server_bytes, b"application/octet-stream")
         self.access_log = self.config.server.access_log
         self._listener: asyncio.base_events.Server | None = None
+        self._started = False  # startup hooks ran: shutdown hooks are due
         self._ticker: asyncio.TimerHandle | None = None
         self._requests_at_last_tick = 0
         limits = self.config.limits
@@ -110,9 +111,19 @@ class Server:
     # -- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
+        """Run the app's startup hooks, then listen. ``StartupFailed`` (one
+        line) if a hook raises: nothing listens then."""
+        from h3lab.lifespan import run_startup
+
         self.loop = asyncio.get_running_loop()
         self.app.memory.install()
         self.app.prepare()
+        try:
+            await run_startup(self.app)
+        except BaseException:
+            self.app.memory.close()
+            raise
+        self._started = True
         self.now = time.monotonic()
         self.started_at = self.now
         kwargs: dict[str, Any] = {"backlog": self.config.server.backlog}
@@ -138,6 +149,8 @@ class Server:
                 kwargs.update(host=self.host, port=self.port, reuse_port=self.reuse_port or None)
                 self._listener = await self.loop.create_server(lambda: HttpProtocol(self), **kwargs)
         except OSError as exc:
+            await self._run_shutdown_hooks()
+            self.app.memory.close()
             raise listen_error(self._where(), exc) from None
         address = self._listener.sockets[0].getsockname()
         if isinstance(address, tuple):
@@ -234,7 +247,15 @@ class Server:
             self._ticker.cancel()
             self._ticker = None
         await asyncio.sleep(0)
+        await self._run_shutdown_hooks()
         self.app.memory.close()
+
+    async def _run_shutdown_hooks(self) -> None:
+        if self._started:
+            from h3lab.lifespan import run_shutdown
+
+            self._started = False
+            await run_shutdown(self.app)  # failures are logged there
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -354,10 +375,34 @@ def serve(
     _serve_workers(app, host, port, loop, workers, announce, uds=uds, sock=sock, ssl=ssl)
 
 
-def _worker_main(app: H3, host: str, port: int, loop: str, ready: Any, options: Any) -> None:
+def _worker_main(
+    app: H3, host: str, port: int, loop: str, ready: Any, options: Any, failures: Any
+) -> None:
     server = Server(app, host, port, reuse_port=options["sock"] is None, **options)
-    with asyncio.Runner(loop_factory=_loop_factory(loop)) as runner:
-        runner.run(_serve_until_signal(server, False, ready))
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory(loop)) as runner:
+            runner.run(_serve_until_signal(server, False, ready))
+    except ServeError as exc:
+        # A startup hook or the listener failed: the parent reports it, once.
+        failures.put(str(exc))
+        sys.exit(1)
+
+
+def _wait_ready(procs: list[Any], readies: list[Any], failures: Any, timeout: float) -> None:
+    """Until every worker is serving; ``ServeError`` as soon as one cannot."""
+    deadline = time.monotonic() + timeout
+    while not all(ready.is_set() for ready in readies) and time.monotonic() < deadline:
+        for proc, ready in zip(procs, readies, strict=True):
+            if not ready.is_set() and not proc.is_alive():
+                for other in procs:
+                    if other.is_alive() and other.pid is not None:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(other.pid, signal.SIGTERM)
+                for other in procs:
+                    other.join(10)
+                message = failures.get() if not failures.empty() else None
+                raise ServeError(message or f"a worker exited with code {proc.exitcode}")
+        time.sleep(0.01)
 
 
 def _serve_workers(
@@ -407,18 +452,22 @@ def _serve_workers(
     ctx = multiprocessing.get_context("fork")
     procs = []
     readies = []
+    failures = ctx.SimpleQueue()
     for _ in range(workers):
         ready = ctx.Event()
         proc = ctx.Process(
-            target=_worker_main, args=(app, host, port, loop, ready, options), daemon=True
+            target=_worker_main,
+            args=(app, host, port, loop, ready, options, failures),
+            daemon=True,
         )
         proc.start()
         procs.append(proc)
         readies.append(ready)
-    for ready in readies:
-        ready.wait(30)
-    if reserve is not None:
-        reserve.close()
+    try:
+        _wait_ready(procs, readies, failures, 30)
+    finally:
+        if reserve is not None:
+            reserve.close()
     if announce:
         _announce(url, app.config, f"loop {loop_name(loop)}, {workers} workers, pid {os.getpid()}")
     stopping = False
