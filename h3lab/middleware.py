@@ -262,6 +262,16 @@ class MiddlewareExecution(Protocol):
     def stats(self) -> dict[str, Any]: ...
 
 
+def _active_layers(layers: Sequence[Layer], event: Any) -> list[Layer]:
+    """The layers that run for this request (``legacy`` decides per request):
+    scope first, then the ``method``/``match`` options."""
+    return [
+        layer
+        for layer in layers
+        if layer.applies(event.route_path) and (not layer.has_options or layer.accepts(event))
+    ]
+
+
 @MIDDLEWARE_EXECUTIONS.register("legacy")
 class LegacyExecution:
     """Koa-compose: a closure per layer per request, scopes tested per request."""
@@ -288,12 +298,7 @@ class LegacyExecution:
 
         async def run(event: Any) -> Any:
             execution.chains_built += 1
-            active = [
-                layer
-                for layer in layers
-                if layer.applies(event.route_path)
-                and (not layer.has_options or layer.accepts(event))
-            ]
+            active = _active_layers(layers, event)
             called = -1
 
             async def dispatch(i: int) -> Any:
@@ -323,7 +328,7 @@ class LegacyExecution:
 
         def run(event: Any) -> Any:
             execution.chains_built += 1
-            active = [layer for layer in layers if layer.applies(event.route_path)]
+            active = _active_layers(layers, event)
             called = -1
 
             def dispatch(i: int) -> Any:
