@@ -9,19 +9,15 @@ difference from h3 v2) a handler returning ``None`` gives a 204.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
 import pytest
-import uvicorn
 
 from h3lab import H3, Config, HTTPError
 from h3lab.event import H3Event
 from h3lab.utils import cors
-from tests.conftest import free_port
 
 ORIGIN = "https://a.example"
 
@@ -62,27 +58,10 @@ def build() -> H3:
     return app
 
 
-@pytest.fixture(params=["server", "asgi"])
-async def base_url(
-    request: pytest.FixtureRequest, live_factory: Callable[[H3], Any]
-) -> AsyncIterator[str]:
-    if request.param == "server":
-        live = await live_factory(build())
-        yield live.url
-        return
-    port = free_port()
-    config = uvicorn.Config(
-        build().asgi, host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(300):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await asyncio.wait_for(task, 5)
+@pytest.fixture(params=["builtin", "uvicorn"])
+async def base_url(request: pytest.FixtureRequest, serve_on: Any) -> str:
+    """The same app on the built-in server and under uvicorn (tests/conftest.py)."""
+    return (await serve_on(build(), request.param)).url
 
 
 async def fetch(url: str, method: str = "GET", **kw: Any) -> tuple[int, Any, bytes]:
