@@ -395,9 +395,14 @@ def machine_state(
         except psutil.Error:
             continue
     time.sleep(interval)
+    # A load generator this tree starts during the interval (wrk for the
+    # phase being watched) is ours too: the tree is read again at the end.
+    mine |= _tree_pids([os.getpid(), *exclude_pids])
     busy = []
     other = 0.0
     for p in procs:
+        if p.pid in mine:
+            continue
         try:
             pct = p.cpu_percent(None)
         except psutil.Error:

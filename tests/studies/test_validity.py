@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import warnings
+from typing import Any
 
 import pytest
 
@@ -165,6 +166,31 @@ def test_machine_state_excludes_our_own_tree() -> None:
         child.wait()
     assert child.pid not in [p["pid"] for p in state["busy_processes"]]
     assert state["cores"] >= 1 and "other_cpu_percent" in state
+
+
+def test_machine_state_counts_a_child_started_during_the_interval_as_ours(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The phase watcher starts sampling as the phase starts its load generator:
+    # a wrk this tree forks after the tree was read, but before the process
+    # list, is ours, not another tenant (the race that made quiet runs invalid).
+    children: list[subprocess.Popen[bytes]] = []
+    read_tree = v._tree_pids
+
+    def read_then_spawn(pids: Any) -> set[int]:
+        tree = read_tree(pids)
+        if not children:
+            children.append(subprocess.Popen([sys.executable, "-c", BUSY.format(s=2)]))
+        return tree
+
+    monkeypatch.setattr(v, "_tree_pids", read_then_spawn)
+    try:
+        state = v.machine_state(interval=1.0)
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+    assert children and children[0].pid not in [p["pid"] for p in state["busy_processes"]]
 
 
 def test_a_machine_disturbed_on_purpose_is_invalid() -> None:
