@@ -65,7 +65,11 @@ FULL: dict[str, Any] = {
     "sustained_s": 120.0,
     "window_s": 20,
     "margin_pct": 2.0,
-    "open_rate": 2000.0,
+    # The open loop is the in-process aiohttp client: measured on this machine
+    # it used 48% of its core at 1,000 req/s and 98% at 2,000 (pacing below
+    # the event loop's 1 ms timer resolution spins), and a saturated client
+    # makes the run invalid.
+    "open_rate": 1000.0,
     "open_duration": 5.0,
     "adversarial_duration": 3.0,
     "abort_s": 10.0,
