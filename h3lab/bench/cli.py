@@ -590,6 +590,9 @@ def cmd_peers(args: argparse.Namespace) -> int:
         bar.set_postfix_str(label)
         bar.update(1)
 
+    from h3lab.studies import validity
+
+    recorder = validity.begin()
     rows = compare(
         endpoints,
         peers=peers,
@@ -602,14 +605,26 @@ def cmd_peers(args: argparse.Namespace) -> int:
         repetitions=args.repetitions,
         warmup=0.0 if args.quick else 1.0,
         progress=progress,
+        recorder=recorder,
     )
     bar.close()
     print(
         f"engine={engine} duration={duration:g}s connections={args.connections} "
         f"repetitions={args.repetitions} server_cpu={args.server_cpu} load_cpu={args.load_cpu}"
     )
+    verdict = recorder.result()
+    if verdict.status == "invalid":
+        # The figures are kept for diagnosis, but the table must not read as a result.
+        print("INVALID RUN (figures for diagnosis only): " + "; ".join(verdict.reasons[:3]))
     print(format_ratio_table(ratio_table(rows)))
-    _write("bench-peers", rows, args, {**_params(args), "engine": engine, "duration": duration})
+    path = _write(
+        "bench-peers", rows, args, {**_params(args), "engine": engine, "duration": duration}
+    )
+    validity.save(path, recorder)
+    print(
+        f"validity: {verdict.status}"
+        + (f" ({len(verdict.warnings)} warning(s))" if verdict.warnings else "")
+    )
     return 0
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -115,6 +117,13 @@ def test_bench_peers_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         "h3lab-performance",
         "raw",
     }
+    # The run says whether it was valid (4 connections may not saturate the
+    # server: either verdict is possible here), and keeps the checks beside it.
+    assert re.search(r"^validity: (valid|unstable|invalid)", out, re.M)
+    saved = json.loads((Path(_results_path(out)) / "validity.json").read_text())
+    assert saved["status"] in ("valid", "unstable", "invalid") and saved["checks"]
+    if saved["status"] == "invalid":
+        assert "INVALID RUN" in out
 
 
 BAD = [
