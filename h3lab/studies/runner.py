@@ -656,7 +656,9 @@ def run_study(
             record["html"] = result.html.name
         except Exception as exc:  # the run stands even if its rendering fails
             result.warnings.append(f"nbconvert HTML failed: {exc!r}")
-    validity = run_validity(run_dir, watch.summary())
+    # A summary measures nothing: its validity is its inputs' (it refuses
+    # invalid or mixed ones), not whatever else the machine did meanwhile.
+    validity = run_validity(run_dir, None if study.is_summary else watch.summary())
     update_meta(run_dir, study, run_id, record, parameters, validity=validity)
     frame_conclusion_file(run_dir, validity)
     result.validity = validity

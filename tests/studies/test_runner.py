@@ -171,3 +171,23 @@ def test_a_cell_timeout_is_a_failure_too(tiny_repo: Path) -> None:
     assert result.failure.cell_index == 3
     assert "Timeout" in result.failure.ename or "timed out" in result.failure.evalue.lower()
     assert result.notebook.is_file()
+
+
+def test_a_busy_machine_invalidates_a_measuring_run_but_not_a_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A summary (00_*) measures nothing; what else the machine did meanwhile
+    # says nothing about it (its inputs' validity does). A measuring study on
+    # the same busy machine is invalid.
+    from tests.studies.conftest import tiny_notebook
+
+    tiny_notebook(tmp_path / "notebooks" / "99_tiny.ipynb")
+    tiny_notebook(tmp_path / "notebooks" / "00_tiny_summary.ipynb")
+    monkeypatch.setenv(registry.ROOT_ENV, str(tmp_path))
+    busy = {"other_cpu_percent": 150.0, "busy_processes": [], "loadavg_1": 0.1, "cores": 2}
+    monkeypatch.setattr(runner.MachineWatch, "summary", lambda self: dict(busy))
+    measuring = runner.run_study(registry.get("tiny"), root=tmp_path / "runs")
+    summary = runner.run_study(registry.get("tiny_summary"), root=tmp_path / "runs")
+    assert measuring.validity.status == "invalid"
+    assert "busy machine" in " ".join(measuring.validity.reasons)
+    assert summary.validity.status != "invalid", summary.validity.reasons
