@@ -165,14 +165,14 @@ def footer(chart: Any, meta: Mapping[str, Any]) -> Any:
 # -- which runs -------------------------------------------------------------------------------
 
 
-def _run_dirs(study: str, root: str | Path) -> list[Path]:
+def run_dirs(study: str, root: str | Path) -> list[Path]:
     from h3lab.bench.results import run_dirs
 
     root = Path(root)
     return run_dirs(study, root) if root.is_dir() else []
 
 
-def _finished_ok(meta: Mapping[str, Any], run_dir: Path) -> bool:
+def finished_ok(meta: Mapping[str, Any], run_dir: Path) -> bool:
     status = (meta.get("study_run") or {}).get("status")
     if status is not None:
         return status == "ok"
@@ -192,11 +192,11 @@ def latest_run(
     Manual runs only when ``include_manual`` (and then only when no study run
     qualifies: a manual run never displaces a study run).
     """
-    runs = list(reversed(_run_dirs(study, root)))
+    runs = list(reversed(run_dirs(study, root)))
     manual: Path | None = None
     for run_dir in runs:
         meta = read_meta(run_dir)
-        if not meta or not _finished_ok(meta, run_dir):
+        if not meta or not finished_ok(meta, run_dir):
             continue
         if not (run_dir / "results.parquet").is_file():
             continue
@@ -232,7 +232,7 @@ class Selection:
         return "**Mixed inputs (allow_mixed):** " + "; ".join(self.notes) + "."
 
 
-def _problems(meta: Mapping[str, Any]) -> list[str]:
+def problems(meta: Mapping[str, Any]) -> list[str]:
     out = []
     if _quick(meta):
         out.append("quick")
@@ -265,13 +265,13 @@ def select_runs(
     for study in studies:
         good: list[tuple[Path, dict[str, Any]]] = []
         reasons: list[str] = []
-        for run_dir in reversed(_run_dirs(study, root)):
+        for run_dir in reversed(run_dirs(study, root)):
             meta = read_meta(run_dir)
-            if not meta or origin(meta) != "study" or not _finished_ok(meta, run_dir):
+            if not meta or origin(meta) != "study" or not finished_ok(meta, run_dir):
                 continue
-            problems = _problems(meta)
-            if problems:
-                reasons.append(f"{run_dir.name} ({', '.join(problems)})")
+            found = problems(meta)
+            if found:
+                reasons.append(f"{run_dir.name} ({', '.join(found)})")
                 continue
             good.append((run_dir, meta))
         candidates[study] = good
@@ -327,10 +327,10 @@ def select_runs(
                 continue
             meta = read_meta(run_dir)
         runs[study], metas[study] = run_dir, meta
-        problems = _problems(meta)
+        found = problems(meta)
         notes.append(
             f"{study} {run_dir.name} at {str(meta.get('git_commit'))[:10]}"
-            + (f" ({', '.join(problems)})" if problems else "")
+            + (f" ({', '.join(found)})" if found else "")
         )
     shas = {m.get("git_commit") for m in metas.values()}
     return Selection(runs, metas, next(iter(shas)) if len(shas) == 1 else None, True, notes)

@@ -328,25 +328,72 @@ def export_figures(
     and write ``out/PROVENANCE.md`` (one row per figure: run id, commit,
     machine, full/quick, validity).
 
-    Files are named ``<study>-<figure>.png|svg``; a study without a run or a
-    run without that figure raises ``ValueError`` (a README must not silently
-    show a stale figure next to new numbers). Manual runs are never used.
+    Files are named ``<study>-<figure>.png|svg``; a study without a full,
+    valid, clean run, or a run without that figure, raises ``ValueError`` (a
+    README must not show a quick, invalid or stale figure next to new
+    numbers). Manual runs are never used.
+
+    The evidence of every cited run (its ``meta.json``, ``validity.json`` and
+    ``conclusion.md``, and those of the runs a summary read) is copied to
+    ``out/runs/<study>/<run id>/``: ``data/runs`` is not committed, and a
+    figure in the README must stay traceable from a clone.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     entries: list[tuple[str, Path]] = []
+    cited: dict[Path, None] = {}
     for study, stem in figures:
-        run_dir = latest_ok_run(study, root)
-        if run_dir is None:
-            raise ValueError(
-                f"no successful run of {study!r} under {root}: run `h3lab study run {study}` first"
-            )
+        run_dir = usable_run(study, root)
         for ext in ("png", "svg"):
             src = run_dir / "figures" / f"{stem}.{ext}"
             if not src.is_file():
                 raise ValueError(f"{run_dir} has no figures/{stem}.{ext}")
             written.append(Path(shutil.copy2(src, out / f"{study}-{stem}.{ext}")))
         entries.append((f"{study}-{stem}.png", run_dir))
+        cited[run_dir] = None
+        sources = (provenance.read_meta(run_dir) or {}).get("params", {}).get("sources") or {}
+        for source_study, run_id in sources.items():
+            cited[Path(root) / source_study / run_id] = None
     written.append(provenance.write_table(entries, out))
+    for run_dir in cited:
+        written += copy_evidence(run_dir, out / "runs")
     return written
+
+
+EVIDENCE_FILES = ("meta.json", "validity.json", "conclusion.md")
+
+
+def usable_run(study: str, root: str | Path = "data/runs") -> Path:
+    """The newest full, valid, clean study run of ``study``; ``ValueError`` saying why not."""
+    if latest_ok_run(study, root) is None:
+        raise ValueError(
+            f"no successful run of {study!r} under {root}: run `h3lab study run {study}` first"
+        )
+    refused: list[str] = []
+    for run_dir in reversed(provenance.run_dirs(study, root)):
+        meta = provenance.read_meta(run_dir)
+        if not meta or provenance.origin(meta) != "study":
+            continue
+        if not provenance.finished_ok(meta, run_dir):
+            refused.append(f"{run_dir.name} (failed)")
+            continue
+        problems = provenance.problems(meta)
+        if not problems:
+            return run_dir
+        refused.append(f"{run_dir.name} ({', '.join(problems)})")
+    raise ValueError(
+        f"no full, valid, clean run of {study!r} under {root} (newest: {'; '.join(refused[:3])}): "
+        f"run `h3lab study run {study}` on a quiet machine"
+    )
+
+
+def copy_evidence(run_dir: Path, dest_root: Path) -> list[Path]:
+    """Copy a run's evidence files to ``dest_root/<study>/<run id>/``."""
+    dest = dest_root / run_dir.parent.name / run_dir.name
+    dest.mkdir(parents=True, exist_ok=True)
+    return [
+        Path(shutil.copy2(run_dir / name, dest / name))
+        for name in EVIDENCE_FILES
+        if (run_dir / name).is_file()
+    ]

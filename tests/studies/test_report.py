@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -100,23 +101,68 @@ def test_cli_report(runs: Path, studies_dir: Path, tmp_path: Path, monkeypatch: 
     assert "alpha" in listing and "FAILED" in listing and "20260101T000000000Z-aaaaaa" in listing
 
 
+def _stamped(run_dir: Path, *, quick: bool, status: str, sources: dict | None = None) -> Path:
+    from h3lab.studies import provenance
+
+    meta = json.loads((run_dir / "meta.json").read_text())
+    meta.update(git_commit="1" * 40, git_dirty=False)
+    meta["study_run"]["quick"] = quick
+    meta["params"] = {
+        **meta.get("params", {}),
+        "quick": quick,
+        **({"sources": sources} if sources else {}),
+    }
+    meta["validity"] = {"ok": status != "invalid", "status": status, "reasons": [], "checks": {}}
+    provenance.stamp(meta, run_dir)
+    (run_dir / "meta.json").write_text(json.dumps(meta))
+    return run_dir
+
+
 def test_export_readme_figures(tmp_path: Path) -> None:
     from h3lab.studies.report import export_figures
 
     root = tmp_path / "runs"
-    make_run(root, "alpha", "20260101T000000000Z-aaaaaa", figures=("hit_ratio",))
+    good = "20260101T000000000Z-aaaaaa"
+    _stamped(make_run(root, "alpha", good, figures=("hit_ratio",)), quick=False, status="valid")
+    # Newer runs that must never reach the README: an invalid one, a quick one.
+    newer_bad = make_run(root, "alpha", "20260102T000000000Z-bbbbbb", figures=("hit_ratio",))
+    _stamped(newer_bad, quick=False, status="invalid")
+    newer_quick = make_run(root, "alpha", "20260103T000000000Z-cccccc", figures=("hit_ratio",))
+    _stamped(newer_quick, quick=True, status="valid")
     written = export_figures(root, tmp_path / "figs", (("alpha", "hit_ratio"),))
     assert sorted(p.name for p in written) == [
         "PROVENANCE.md",
         "alpha-hit_ratio.png",
         "alpha-hit_ratio.svg",
+        "conclusion.md",
+        "meta.json",
     ]
     assert all(p.stat().st_size > 0 for p in written)
     table = (tmp_path / "figs" / "PROVENANCE.md").read_text()
     row = next(line for line in table.splitlines() if line.startswith("| alpha-hit_ratio.png"))
-    # run id, mode and validity of the run the figure came from
-    assert "20260101T000000000Z-aaaaaa" in row and "| quick |" in row and "| unknown |" in row
+    # run id, mode and validity of the run the figure came from: the valid full one
+    assert good in row and "| full |" in row and "| valid |" in row
+    # its evidence travels with the figures (data/runs is not committed)
+    evidence = tmp_path / "figs" / "runs" / "alpha" / good
+    assert json.loads((evidence / "meta.json").read_text())["run_id"] == good
     with pytest.raises(ValueError, match=r"no figures/missing\.png"):
         export_figures(root, tmp_path / "figs", (("alpha", "missing"),))
     with pytest.raises(ValueError, match="no successful run of 'beta'"):
         export_figures(root, tmp_path / "figs", (("beta", "x"),))
+    only_invalid = make_run(root, "gamma", "20260101T000000000Z-dddddd", figures=("x",))
+    _stamped(only_invalid, quick=False, status="invalid")
+    with pytest.raises(ValueError, match=r"no full, valid, clean run of 'gamma'.*invalid"):
+        export_figures(root, tmp_path / "figs", (("gamma", "x"),))
+
+
+def test_export_copies_the_evidence_of_a_summarys_inputs(tmp_path: Path) -> None:
+    from h3lab.studies.report import export_figures
+
+    root = tmp_path / "runs"
+    source = "20260101T000000000Z-eeeeee"
+    _stamped(make_run(root, "alpha", source, figures=()), quick=False, status="valid")
+    summary = make_run(root, "overview", "20260102T000000000Z-ffffff", figures=("head",))
+    _stamped(summary, quick=False, status="valid", sources={"alpha": source})
+    export_figures(root, tmp_path / "figs", (("overview", "head"),))
+    assert (tmp_path / "figs" / "runs" / "alpha" / source / "meta.json").is_file()
+    assert (tmp_path / "figs" / "runs" / "overview" / summary.name / "conclusion.md").is_file()
