@@ -317,12 +317,15 @@ README_FIGURES: tuple[tuple[str, str], ...] = (
     ("router_scaling", "lookup_scaling"),
     ("load_degradation", "throughput_over_time"),
 )
+README_CITED: tuple[str, ...] = ("route_cache", "peers", "tuning")
+"""Studies the README quotes in its text without a figure: their evidence is kept too."""
 
 
 def export_figures(
     root: str | Path = "data/runs",
     out: str | Path = "data/figures",
     figures: tuple[tuple[str, str], ...] = README_FIGURES,
+    cited: tuple[str, ...] = README_CITED,
 ) -> list[Path]:
     """Copy the README's figures (PNG + SVG) from the latest study runs into ``out``,
     and write ``out/PROVENANCE.md`` (one row per figure: run id, commit,
@@ -342,7 +345,7 @@ def export_figures(
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     entries: list[tuple[str, Path]] = []
-    cited: dict[Path, None] = {}
+    kept: dict[Path, None] = {}
     for study, stem in figures:
         run_dir = usable_run(study, root)
         for ext in ("png", "svg"):
@@ -351,12 +354,16 @@ def export_figures(
                 raise ValueError(f"{run_dir} has no figures/{stem}.{ext}")
             written.append(Path(shutil.copy2(src, out / f"{study}-{stem}.{ext}")))
         entries.append((f"{study}-{stem}.png", run_dir))
-        cited[run_dir] = None
+        kept[run_dir] = None
         sources = (provenance.read_meta(run_dir) or {}).get("params", {}).get("sources") or {}
         for source_study, run_id in sources.items():
-            cited[Path(root) / source_study / run_id] = None
+            kept[Path(root) / source_study / run_id] = None
+    for study in cited:
+        run_dir = usable_run(study, root)
+        entries.append(("(quoted in the text)", run_dir))
+        kept[run_dir] = None
     written.append(provenance.write_table(entries, out))
-    for run_dir in cited:
+    for run_dir in kept:
         written += copy_evidence(run_dir, out / "runs")
     return written
 

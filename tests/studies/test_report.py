@@ -129,7 +129,7 @@ def test_export_readme_figures(tmp_path: Path) -> None:
     _stamped(newer_bad, quick=False, status="invalid")
     newer_quick = make_run(root, "alpha", "20260103T000000000Z-cccccc", figures=("hit_ratio",))
     _stamped(newer_quick, quick=True, status="valid")
-    written = export_figures(root, tmp_path / "figs", (("alpha", "hit_ratio"),))
+    written = export_figures(root, tmp_path / "figs", (("alpha", "hit_ratio"),), cited=())
     assert sorted(p.name for p in written) == [
         "PROVENANCE.md",
         "alpha-hit_ratio.png",
@@ -146,13 +146,13 @@ def test_export_readme_figures(tmp_path: Path) -> None:
     evidence = tmp_path / "figs" / "runs" / "alpha" / good
     assert json.loads((evidence / "meta.json").read_text())["run_id"] == good
     with pytest.raises(ValueError, match=r"no figures/missing\.png"):
-        export_figures(root, tmp_path / "figs", (("alpha", "missing"),))
+        export_figures(root, tmp_path / "figs", (("alpha", "missing"),), cited=())
     with pytest.raises(ValueError, match="no successful run of 'beta'"):
-        export_figures(root, tmp_path / "figs", (("beta", "x"),))
+        export_figures(root, tmp_path / "figs", (("beta", "x"),), cited=())
     only_invalid = make_run(root, "gamma", "20260101T000000000Z-dddddd", figures=("x",))
     _stamped(only_invalid, quick=False, status="invalid")
     with pytest.raises(ValueError, match=r"no full, valid, clean run of 'gamma'.*invalid"):
-        export_figures(root, tmp_path / "figs", (("gamma", "x"),))
+        export_figures(root, tmp_path / "figs", (("gamma", "x"),), cited=())
 
 
 def test_export_copies_the_evidence_of_a_summarys_inputs(tmp_path: Path) -> None:
@@ -163,6 +163,11 @@ def test_export_copies_the_evidence_of_a_summarys_inputs(tmp_path: Path) -> None
     _stamped(make_run(root, "alpha", source, figures=()), quick=False, status="valid")
     summary = make_run(root, "overview", "20260102T000000000Z-ffffff", figures=("head",))
     _stamped(summary, quick=False, status="valid", sources={"alpha": source})
-    export_figures(root, tmp_path / "figs", (("overview", "head"),))
+    quoted = "20260101T000000000Z-gggggg"
+    _stamped(make_run(root, "quoted", quoted, figures=()), quick=False, status="valid")
+    export_figures(root, tmp_path / "figs", (("overview", "head"),), cited=("quoted",))
     assert (tmp_path / "figs" / "runs" / "alpha" / source / "meta.json").is_file()
+    assert (tmp_path / "figs" / "runs" / "quoted" / quoted / "validity.json").is_file() is False
+    assert (tmp_path / "figs" / "runs" / "quoted" / quoted / "meta.json").is_file()
+    assert quoted in (tmp_path / "figs" / "PROVENANCE.md").read_text()
     assert (tmp_path / "figs" / "runs" / "overview" / summary.name / "conclusion.md").is_file()
