@@ -223,9 +223,16 @@ def _run(args: argparse.Namespace) -> int:
         results_root=args.root,
         progress=not args.no_progress,
     )
+    if result.validity is not None and result.validity.status == "invalid":
+        print(
+            "\nINVALID re-measurement (the table is for diagnosis only): "
+            + "; ".join(result.validity.reasons[:3])
+        )
     if result.table:
         print()
         print(result.table)
+    if result.best_path is None and result.best_reason:
+        print(f"\nno best config: {result.best_reason}")
     if result.best_path is not None:
         print(f"\nbest config: {result.best_path}")
         if result.best_reason:

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from h3lab.config import Config
+from h3lab.studies.validity import ValidityRecorder
 from h3lab.tune import report
+from h3lab.tune.checks import record_checks, watch_machine
 from h3lab.tune.objective import Measurement, TrialSettings, measure, run_trial
 from h3lab.tune.select import (
     REFERENCE_PRESETS,
@@ -61,6 +63,8 @@ class TuneResult:
     report_path: Path | None = None
     run_dir: Path | None = None
     table: str = ""
+    validity: Any = None
+    """The re-measurement's ``Validity`` (server saturated, client headroom, machine quiet)."""
 
     @property
     def completed(self) -> list[optuna.trial.FrozenTrial]:
@@ -152,8 +156,13 @@ def tune(
     measure_fn: Callable[[Config, TrialSettings], Measurement] | None = None,
     presets: Sequence[str] = REFERENCE_PRESETS,
     log: Callable[[str], None] | None = print,
+    recorder: ValidityRecorder | None = None,
 ) -> TuneResult:
     """Search ``trials`` new configurations, then re-measure and decide.
+
+    The re-measurement's validity checks go to ``recorder`` (a notebook
+    passes its run's recorder; default: a fresh one) and to
+    ``result.validity``: an invalid re-measurement names no winner.
 
     ``topup=True`` runs only what is missing for the study to hold ``trials``
     trials (a notebook rerun then resumes instead of growing the study).
@@ -183,8 +192,9 @@ def tune(
             say(f"  trial {t.number} failed: {t.user_attrs.get('fail_reason', 'unknown')}")
     if select:
         _select(
-            result, top_k, repetitions, confidence, min_gain, measure_fn, progress, presets, say
-        )
+            result, top_k, repetitions, confidence, min_gain, measure_fn, progress, presets, say,
+            recorder if recorder is not None else ValidityRecorder(),
+        )  # fmt: skip
     out = study_dir(name, root)
     _write(
         result,
@@ -253,6 +263,7 @@ def _select(
     progress: bool,
     presets: Sequence[str],
     say: Callable[[str], None],
+    recorder: ValidityRecorder,
 ) -> None:
     settings = result.settings
     top = top_trials(result.study, top_k, settings.direction, settings.max_rss_mb)  # type: ignore[arg-type]
@@ -267,9 +278,21 @@ def _select(
     fn = measure_fn or measure
     bar = _progress(len(arms) * reps, progress, "re-measure")
     try:
+        done = {label: 0 for label in (a.label for a in arms)}
 
         def one(arm: Arm) -> Measurement:
-            return fn(arm.config, settings)
+            where = f"{arm.label} round {done[arm.label] + 1}"
+            done[arm.label] += 1
+            if measure_fn is not None:
+                # An injected measurement (tests, replays) measures nothing on
+                # this machine: only its own figures are checked.
+                m = fn(arm.config, settings)
+                record_checks(recorder, m, {}, settings, where)
+                return m
+            with watch_machine() as machine:
+                m = fn(arm.config, settings)
+            record_checks(recorder, m, machine, settings, where)
+            return m
 
         def tick(label: str, rnd: int, value: float | None) -> None:
             bar.update(1)
@@ -278,6 +301,7 @@ def _select(
         result.remeasurement = remeasure(arms, one, reps, on_result=tick)
     finally:
         bar.close()
+    result.validity = recorder.result()
     result.decision = decide(
         result.remeasurement.values,
         candidates,
@@ -300,6 +324,16 @@ def _write(
     decision = result.decision
     header = [f"h3lab tune: study {result.study_name} ({settings.workload}, {settings.objective})"]
     best_arm = report.recommended(decision, result.arms)
+    invalid = result.validity is not None and result.validity.status == "invalid"
+    if invalid:
+        # A disturbed re-measurement decides nothing: no best.toml, and the
+        # verdict says why instead of naming a winner or a preset.
+        result.best_reason = (
+            "no verdict: the re-measurement was invalid ("
+            + "; ".join(result.validity.reasons[:3])
+            + "); re-run `h3lab tune` on a quiet machine"
+        )
+        best_arm = None
     if decision is not None and best_arm is not None:
         header.append(decision.verdict)
         if decision.winner is None:
@@ -338,8 +372,13 @@ def _write(
         "settings": settings.describe(),
         "knobs": list(result.space.keys),
         "counts": trial_counts(result.study),
-        "winner": decision.winner if decision else None,
-        "verdict": decision.verdict if decision else "no re-measurement",
+        "winner": decision.winner if decision and not invalid else None,
+        "verdict": (
+            result.best_reason
+            if invalid
+            else (decision.verdict if decision else "no re-measurement")
+        ),
+        "validity": result.validity.to_json() if result.validity is not None else None,
         "best_config": str(result.best_path) if result.best_path else None,
         "decision": decision,
         "arms": [

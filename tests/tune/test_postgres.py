@@ -158,7 +158,12 @@ def test_two_workers_share_one_study_then_decide_and_resume(
     out, err = decide.communicate(timeout=180)
     assert decide.returncode == 0, out + err
     assert "4 trial(s) so far, 0 to run" in out and "verdict: " in out
-    assert (tmp_path / "tuning" / "shared" / "best.toml").is_file()
+    best = tmp_path / "tuning" / "shared" / "best.toml"
+    if "INVALID re-measurement" in out:
+        # A disturbed machine (a parallel test run) decides nothing, and says why.
+        assert not best.is_file() and "no best config: no verdict" in out
+    else:
+        assert best.is_file()
 
     # Resuming: one more trial joins the same study.
     resume = start("--trials", "1", "--seed", "3", "--no-select")
