@@ -418,15 +418,15 @@ def top_trials(
 
     from h3lab.tune.objective import feasible
 
-    done = [
-        t
+    scored = [
+        (t.value, t)
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if t.value is not None and feasible(t, max_rss_mb) and "config" in t.user_attrs
     ]
-    done.sort(key=lambda t: t.value if direction == "minimize" else -t.value)  # type: ignore[operator]
+    scored.sort(key=lambda pair: pair[0] if direction == "minimize" else -pair[0])
     out: list[optuna.trial.FrozenTrial] = []
     seen: set[str] = set()
-    for t in done:
+    for _, t in scored:
         key = t.user_attrs.get("config_key") or repr(t.user_attrs["config"])
         if key in seen:
             continue

@@ -28,6 +28,7 @@ import logging
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from email.headerregistry import ContentTypeHeader
 from email.policy import HTTP
 from email.utils import decode_rfc2231
 from typing import Any
@@ -150,8 +151,8 @@ def _parse_content_type(content_type: str) -> tuple[str, dict[str, str]]:
     # The media type is taken verbatim (lower-cased) so a 415 names what the
     # client sent; the email header parser does the quoting rules of params.
     media_type = content_type.split(";", 1)[0].strip().lower()
-    header = HTTP.header_factory("content-type", content_type)
-    return media_type, dict(header.params)  # type: ignore[attr-defined]
+    header: ContentTypeHeader = HTTP.header_factory("content-type", content_type)
+    return media_type, dict(header.params)
 
 
 # -- urlencoded ----------------------------------------------------------------
