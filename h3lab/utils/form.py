@@ -31,13 +31,16 @@ from dataclasses import dataclass, field
 from email.headerregistry import ContentTypeHeader
 from email.policy import HTTP
 from email.utils import decode_rfc2231
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from h3lab.errors import HTTPError
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks  # a TYPE_CHECKING-only TypedDict
 
 __all__ = ["FormData", "UploadFile", "parse_form"]
 
@@ -279,7 +282,7 @@ class _MultipartReader:
         self._filename: str | None = None
         self._content_type = ""
 
-    def callbacks(self) -> dict[str, Any]:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self.on_part_begin,
             "on_header_field": self.on_header_field,
