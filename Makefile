@@ -18,6 +18,7 @@ install: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check h3lab tests
 	$(BIN)/ruff format --check h3lab tests
+	$(BIN)/mypy
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest
@@ -53,4 +54,4 @@ figures: study
 	$(BIN)/h3lab study figures
 
 clean:
-	rm -rf $(VENV) $(SERVE_VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(SERVE_VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis

@@ -6,6 +6,10 @@ Public API::
     from h3lab import WebSocket, WebSocketDisconnect   # @app.ws handlers
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from h3lab.app import H3
 from h3lab.config import Config
 from h3lab.errors import HTTPError
@@ -14,10 +18,13 @@ from h3lab.response import Response
 from h3lab.server import Server, serve
 from h3lab.websocket import WebSocket, WebSocketDisconnect
 
+if TYPE_CHECKING:
+    from h3lab.asgi import ASGIAdapter
+
 __version__ = "0.1.0"
 
 
-def asgi(app: H3):  # type: ignore[no-untyped-def]
+def asgi(app: H3) -> ASGIAdapter:
     """``h3lab.asgi(app)``: the app as an ASGI 3 callable (same as ``app.asgi``)."""
     return app.asgi
 

@@ -247,8 +247,8 @@ def _response_start(response: Response, head_only: bool) -> dict[str, Any]:
         headers.append((lower, value))
     status = response.status
     if status not in NO_BODY_STATUSES:
-        if not response.streaming:
-            headers.append((b"content-length", b"%d" % len(response.body)))  # type: ignore[arg-type]
+        if isinstance(response.body, bytes):  # not streaming
+            headers.append((b"content-length", b"%d" % len(response.body)))
         elif head_only and user_length is not None:
             headers.append((b"content-length", user_length))
     return {"type": "http.response.start", "status": status, "headers": headers}

@@ -304,6 +304,6 @@ if __name__ == "__main__":
     # Under ``python -m h3lab.cli`` this module runs as ``__main__``; call the
     # ``h3lab.cli`` module's main so suites raising ``h3lab.cli.CLIError`` are
     # caught by the same class.
-    from h3lab.cli import main as _main
+    from h3lab.cli import main as cli_main
 
-    sys.exit(_main())
+    sys.exit(cli_main())

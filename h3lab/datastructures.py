@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import TypeVar, overload
 from urllib.parse import parse_qsl
+
+_T = TypeVar("_T")
 
 
 class Headers(Mapping[str, str]):
@@ -40,7 +43,14 @@ class Headers(Mapping[str, str]):
     def __getitem__(self, name: str) -> str:
         return self._mapping()[name.lower()]
 
-    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+    # Mapping.get's overloads: a str default gives a str back.
+    @overload
+    def get(self, name: str) -> str | None: ...
+    @overload
+    def get(self, name: str, default: str) -> str: ...
+    @overload
+    def get(self, name: str, default: _T) -> str | _T: ...
+    def get(self, name: str, default: object = None) -> object:
         return self._mapping().get(name.lower(), default)
 
     def getall(self, name: str) -> list[str]:

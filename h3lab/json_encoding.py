@@ -45,7 +45,7 @@ JSON_ENCODERS: Registry[type[JsonEncoder]] = Registry("response.json")
 try:
     import orjson
 except ImportError:  # the optional extra h3lab[fast] is not installed
-    orjson = None  # type: ignore[assignment]
+    orjson = None  # type: ignore[assignment]  # None marks the optional module absent
 
 ORJSON_AVAILABLE = orjson is not None
 

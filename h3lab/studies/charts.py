@@ -63,7 +63,7 @@ def setup() -> None:
     import altair as alt
 
     if THEME not in alt.theme.names():
-        alt.theme.register(THEME, enable=False)(lambda: alt.theme.ThemeConfig(theme_config()))  # type: ignore[arg-type]
+        alt.theme.register(THEME, enable=False)(theme_config)
     alt.theme.enable(THEME)
     # Offline: vega, vega-lite and vega-embed inlined from vl-convert's bundle (no CDN).
     alt.renderers.enable("html", template="inline")

@@ -352,7 +352,7 @@ def compare_pairs(
         found.append((base, arm, c))
     comps = [c for _, _, c in found]
     corrected = stats.holm_comparisons(comps) if len(comps) > 1 else comps
-    kind = "throughput" if higher_is_better else "time"
+    kind: stats.RatioKind = "throughput" if higher_is_better else "time"
     out = [
         {"arm": arm, "base": base, "ratio": c.ratio, "lo": c.lo, "hi": c.hi,
          "p_value": c.p_value, "n": c.n, "significant": bool(c.significant),

@@ -30,7 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from h3lab.studies.stats import Comparison, describe_ratio, holm_comparisons, independent_comparison
+from h3lab.studies.stats import (
+    Comparison,
+    RatioKind,
+    describe_ratio,
+    holm_comparisons,
+    independent_comparison,
+)
 
 # Columns that repeat within one measurement or describe the run, not the measurement.
 NOT_IDENTITY = frozenset(
@@ -76,7 +82,7 @@ def direction(metric: str, unit: str | None) -> bool | None:
     return None
 
 
-def _kind(higher_is_better: bool) -> str:
+def _kind(higher_is_better: bool) -> RatioKind:
     return "throughput" if higher_is_better else "time"
 
 
@@ -113,7 +119,7 @@ class MetricChange:
         if c is None or self.higher_is_better is None:
             ratio = self.b_median / self.a_median if self.a_median else math.nan
             return f"B/A = {ratio:.3g} (no direction known: not judged)"
-        return describe_ratio(c, kind=_kind(self.higher_is_better))  # type: ignore[arg-type]
+        return describe_ratio(c, kind=_kind(self.higher_is_better))
 
 
 @dataclass
@@ -232,10 +238,10 @@ def compare_study(study: str, a_dir: Path, b_dir: Path, level: float = 0.95) -> 
                 comparison,
             )
         )
-    judged = [c for c in changes if c.comparison is not None]
+    judged = [(c, c.comparison) for c in changes if c.comparison is not None]
     if len(judged) > 1:
-        adjusted = holm_comparisons([c.comparison for c in judged], 1.0 - level)  # type: ignore[misc]
-        for change, comp in zip(judged, adjusted, strict=True):
+        adjusted = holm_comparisons([comp for _, comp in judged], 1.0 - level)
+        for (change, _), comp in zip(judged, adjusted, strict=True):
             change.comparison = comp
     changes.sort(key=lambda c: (c.metric, c.label))
     return changes

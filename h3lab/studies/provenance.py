@@ -321,10 +321,11 @@ def select_runs(
         if candidates[study]:
             run_dir, meta = candidates[study][0]
         else:
-            run_dir = latest_run(study, root)  # quick / invalid / dirty, but a study run
-            if run_dir is None:
+            latest = latest_run(study, root)  # quick / invalid / dirty, but a study run
+            if latest is None:
                 notes.append(f"{study}: no run, left out")
                 continue
+            run_dir = latest
             meta = read_meta(run_dir)
         runs[study], metas[study] = run_dir, meta
         found = problems(meta)

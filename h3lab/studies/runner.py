@@ -294,9 +294,10 @@ def check_type(value: Any, type_name: str | None) -> Any:
         raise ValueError(f"expected {type_name}, got {value!r}")
     if not isinstance(value, allowed):
         raise ValueError(f"expected {type_name}, got {value!r}")
-    if base == "float":
+    # The isinstance checks only restate what _SCALARS just allowed, for the type checker.
+    if base == "float" and isinstance(value, int | float):
         return float(value)
-    if inner is not None:
+    if inner is not None and isinstance(value, list):
         return [check_type(item, inner) for item in value]
     return value
 
@@ -345,7 +346,7 @@ def ipc_kernel_manager() -> type:
     from jupyter_client import AsyncKernelManager
     from traitlets import CaselessStrEnum
 
-    class IPCKernelManager(AsyncKernelManager):  # type: ignore[misc]
+    class IPCKernelManager(AsyncKernelManager):
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
 
     return IPCKernelManager

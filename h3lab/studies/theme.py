@@ -10,7 +10,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from altair.theme import ThemeConfig
 
 THEME = "h3lab"
 FONT = "Liberation Sans"
@@ -84,7 +87,7 @@ def color_scale(values: Any) -> Any:
     return alt.Scale(domain=domain, range=[color_for(v) for v in domain])
 
 
-def theme_config() -> dict[str, Any]:
+def theme_config() -> ThemeConfig:
     return {
         "config": {
             "font": FONT,

@@ -67,7 +67,7 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 Status = Literal["valid", "unstable", "invalid"]
 
@@ -83,6 +83,10 @@ OTHER_CPU_MAX_PERCENT = 20.0
 LOAD_PER_CORE_MAX = 1.5
 
 _RANK = {"valid": 0, "unstable": 1, "invalid": 2}
+
+
+def _is_status(value: object) -> TypeGuard[Status]:
+    return value in _RANK
 
 
 @dataclass(frozen=True)
@@ -170,7 +174,7 @@ class Validity:
         if not data:
             return cls()
         status = data.get("status") or ("valid" if data.get("ok", True) else "invalid")
-        if status not in _RANK:
+        if not _is_status(status):
             raise ValueError(f"validity status must be valid, unstable or invalid, got {status!r}")
         return cls(
             ok=status != "invalid",
@@ -398,7 +402,7 @@ def machine_state(
     # A load generator this tree starts during the interval (wrk for the
     # phase being watched) is ours too: the tree is read again at the end.
     mine |= _tree_pids([os.getpid(), *exclude_pids])
-    busy = []
+    busy: list[dict[str, Any]] = []
     other = 0.0
     for p in procs:
         if p.pid in mine:
@@ -411,6 +415,7 @@ def machine_state(
         if pct > busy_percent:
             busy.append({"pid": p.pid, "name": p.info.get("name"), "cpu_percent": round(pct, 1)})
     busy.sort(key=lambda b: -b["cpu_percent"])
+    load: tuple[float | None, float | None, float | None]
     try:
         load = os.getloadavg()
     except OSError:

@@ -11,8 +11,20 @@ import argparse
 import json
 from typing import Any
 
-QUICK = {"trials": 6, "trial_duration": 1.0, "warmup": 1.0, "top_k": 1, "repetitions": None}
-FULL = {"trials": 40, "trial_duration": 2.0, "warmup": 1.0, "top_k": 3, "repetitions": None}
+QUICK: dict[str, Any] = {
+    "trials": 6,
+    "trial_duration": 1.0,
+    "warmup": 1.0,
+    "top_k": 1,
+    "repetitions": None,
+}
+FULL: dict[str, Any] = {
+    "trials": 40,
+    "trial_duration": 2.0,
+    "warmup": 1.0,
+    "top_k": 3,
+    "repetitions": None,
+}
 
 
 def add_parser(subparsers: Any) -> None:

@@ -43,10 +43,11 @@ if TYPE_CHECKING:
 
     from h3lab.bench.load import LoadResult
     from h3lab.bench.workloads import BenchRequest
+    from h3lab.studies.stats import Direction
     from h3lab.tune.space import SearchSpace
 
 DEFAULT_APP = "h3lab.bench.apps:create_app"
-OBJECTIVES: dict[str, str] = {"throughput": "maximize", "p99": "minimize"}
+OBJECTIVES: dict[str, Direction] = {"throughput": "maximize", "p99": "minimize"}
 UNITS: dict[str, str] = {"throughput": "req/s", "p99": "ms"}
 ENGINES = ("auto", "wrk", "aiohttp")
 DEFAULT_RATE = 2000.0
@@ -110,7 +111,7 @@ class TrialSettings:
                 raise ValueError(f"{name} {cpu} is not in this process's CPUs {_available_cpus()}")
 
     @property
-    def direction(self) -> str:
+    def direction(self) -> Direction:
         return OBJECTIVES[self.objective]
 
     @property

@@ -117,15 +117,15 @@ def _best_so_far(study: optuna.Study, maximize: bool, settings: TrialSettings) -
     from h3lab.tune.objective import feasible
 
     ok = [
-        t
+        (t.value, t)
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if t.value is not None and feasible(t, settings.max_rss_mb)
     ]
     failed = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
     if not ok:
         return f"no result yet, {failed} failed"
-    best = max(ok, key=lambda t: t.value if maximize else -t.value)  # type: ignore[operator]
-    return f"best {fmt_value(best.value, settings.unit)} (trial {best.number}), {failed} failed"
+    value, best = max(ok, key=lambda pair: pair[0] if maximize else -pair[0])
+    return f"best {fmt_value(value, settings.unit)} (trial {best.number}), {failed} failed"
 
 
 def fmt_value(value: float | None, unit: str) -> str:
@@ -266,7 +266,7 @@ def _select(
     recorder: ValidityRecorder,
 ) -> None:
     settings = result.settings
-    top = top_trials(result.study, top_k, settings.direction, settings.max_rss_mb)  # type: ignore[arg-type]
+    top = top_trials(result.study, top_k, settings.direction, settings.max_rss_mb)
     if not top:
         say("no completed trial within the constraints: nothing to re-measure")
         return
@@ -306,7 +306,7 @@ def _select(
         result.remeasurement.values,
         candidates,
         [a.label for a in arms if a.role == "preset"],
-        settings.direction,  # type: ignore[arg-type]
+        settings.direction,
         confidence=confidence,
         min_gain=min_gain,
     )
@@ -346,7 +346,7 @@ def _write(
             )
         result.best_config = best_arm.config
         result.best_path = report.write_config(best_arm.config, out / "best.toml", header)
-    top = top_trials(result.study, 1, settings.direction, settings.max_rss_mb)  # type: ignore[arg-type]
+    top = top_trials(result.study, 1, settings.direction, settings.max_rss_mb)
     if top:
         t = top[0]
         cand = Config.from_dict(t.user_attrs["config"])

@@ -260,23 +260,25 @@ def decide(
     arms = []
     for label in [*candidates, *presets]:
         ok = _ok(values[label])
+        arm_median: float | None = None
+        arm_low: float | None = None
+        arm_high: float | None = None
+        arm_cv: float | None = None
         if ok:
-            med = statistics.median(ok)
-            lo, hi = median_ci(ok, confidence)
+            arm_median = statistics.median(ok)
+            arm_low, arm_high = median_ci(ok, confidence)
             mean = statistics.fmean(ok)
-            cv = statistics.stdev(ok) / mean if len(ok) > 1 and mean else 0.0
-        else:
-            med = lo = hi = cv = None
+            arm_cv = statistics.stdev(ok) / mean if len(ok) > 1 and mean else 0.0
         arms.append(
             ArmSummary(
                 label,
                 "candidate" if label in candidates else "preset",
                 len(ok),
                 len(values[label]) - len(ok),
-                med,
-                lo,
-                hi,
-                cv,
+                arm_median,
+                arm_low,
+                arm_high,
+                arm_cv,
             )
         )
     medians = {a.label: a.median for a in arms}
@@ -372,7 +374,7 @@ def decide(
     if best_candidate is None or best_preset is None:
         verdict = "no decision: the candidates or the presets have no successful re-measurement"
     else:
-        cmp = next(
+        best = next(
             (
                 x
                 for x in comparisons
@@ -380,8 +382,8 @@ def decide(
             ),
             None,
         )
-        interval = f" [{_pct(cmp.low)}, {_pct(cmp.high)}]" if cmp else ""
-        gain = f"{_pct(cmp.gain)}{interval}" if cmp else "n/a"
+        interval = f" [{_pct(best.low)}, {_pct(best.high)}]" if best else ""
+        best_gain = f"{_pct(best.gain)}{interval}" if best else "n/a"
         why = ""
         if rounds < needed:
             why = f"; {rounds} round(s) cannot decide at this level (need >= {needed})"
@@ -389,7 +391,7 @@ def decide(
             why = f"; a win needs the interval above +{min_gain:.1%}"
         verdict = (
             f"no configuration beats the presets on this machine: best candidate {best_candidate} "
-            f"{gain} vs best preset {best_preset} at {level}{why}"
+            f"{best_gain} vs best preset {best_preset} at {level}{why}"
         )
     return Decision(
         None,
@@ -418,15 +420,15 @@ def top_trials(
 
     from h3lab.tune.objective import feasible
 
-    done = [
-        t
+    scored = [
+        (t.value, t)
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if t.value is not None and feasible(t, max_rss_mb) and "config" in t.user_attrs
     ]
-    done.sort(key=lambda t: t.value if direction == "minimize" else -t.value)  # type: ignore[operator]
+    scored.sort(key=lambda pair: pair[0] if direction == "minimize" else -pair[0])
     out: list[optuna.trial.FrozenTrial] = []
     seen: set[str] = set()
-    for t in done:
+    for _, t in scored:
         key = t.user_attrs.get("config_key") or repr(t.user_attrs["config"])
         if key in seen:
             continue

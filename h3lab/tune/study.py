@@ -141,7 +141,7 @@ def open_study(
         study = optuna.create_study(
             storage=url,
             study_name=name,
-            direction=settings.direction,  # type: ignore[arg-type]
+            direction=settings.direction,
             load_if_exists=True,
             sampler=optuna.samplers.RandomSampler(seed=seed),  # replaced below
         )

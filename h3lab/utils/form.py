@@ -28,15 +28,19 @@ import logging
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from email.headerregistry import ContentTypeHeader
 from email.policy import HTTP
 from email.utils import decode_rfc2231
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from h3lab.errors import HTTPError
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks  # a TYPE_CHECKING-only TypedDict
 
 __all__ = ["FormData", "UploadFile", "parse_form"]
 
@@ -150,8 +154,8 @@ def _parse_content_type(content_type: str) -> tuple[str, dict[str, str]]:
     # The media type is taken verbatim (lower-cased) so a 415 names what the
     # client sent; the email header parser does the quoting rules of params.
     media_type = content_type.split(";", 1)[0].strip().lower()
-    header = HTTP.header_factory("content-type", content_type)
-    return media_type, dict(header.params)  # type: ignore[attr-defined]
+    header: ContentTypeHeader = HTTP.header_factory("content-type", content_type)
+    return media_type, dict(header.params)
 
 
 # -- urlencoded ----------------------------------------------------------------
@@ -278,7 +282,7 @@ class _MultipartReader:
         self._filename: str | None = None
         self._content_type = ""
 
-    def callbacks(self) -> dict[str, Any]:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self.on_part_begin,
             "on_header_field": self.on_header_field,

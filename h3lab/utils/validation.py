@@ -145,9 +145,9 @@ def _validation_error(exc: BaseException, source: str) -> HTTPError:
             details = errors()
         for detail in details:
             path = list(detail.get("loc", ()))
-            field = ".".join(str(part) for part in path) or None
+            dotted = ".".join(str(part) for part in path) or None
             issues.append(
-                _issue(field, path, str(detail.get("msg", "")), str(detail.get("type", "")))
+                _issue(dotted, path, str(detail.get("msg", "")), str(detail.get("type", "")))
             )
     if not issues:
         issues.append(_issue(None, [], str(exc) or type(exc).__name__, type(exc).__name__))
