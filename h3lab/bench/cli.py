@@ -132,7 +132,7 @@ def add_parser(subparsers: Any) -> None:
     peers.set_defaults(func=cmd_peers)
 
     # The hardening tools live in their own modules (issue 5) and add themselves.
-    from h3lab.bench import conformance, soak
+    from h3lab.bench.hardening import conformance, soak
 
     soak.register(sub)
     conformance.register(sub)
@@ -316,7 +316,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     from h3lab.bench.results import config_columns
     from h3lab.bench.server import ServerProcess
     from h3lab.bench.workloads import make_workload
-    from h3lab.bench.wrk import run_wrk, wrk_available
+    from h3lab.bench.load.wrk import run_wrk, wrk_available
     from h3lab.cli import load_app
     from h3lab.config import Config
     from h3lab.server.core import describe_config
@@ -561,7 +561,7 @@ def cmd_peers(args: argparse.Namespace) -> int:
         ratio_table,
         targets,
     )
-    from h3lab.bench.wrk import wrk_available
+    from h3lab.bench.load.wrk import wrk_available
     from h3lab.config import PRESETS
 
     endpoints = args.endpoints or list(ENDPOINTS)

@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 
-from h3lab.bench import micro
+from h3lab.bench.micro import harness as micro
 from h3lab.bench.micro import (
     BenchmarkError,
     BenchmarkStabilityWarning,
@@ -246,7 +246,7 @@ def test_protocol_target_rows_and_floor() -> None:
 
 
 def test_protocol_bench_refuses_wrong_answers() -> None:
-    from h3lab.bench.wire import BATCH, _check
+    from h3lab.bench.micro.protocol import BATCH, _check
 
     _check([b"HTTP/1.1 200 OK\r\n\r\n" * BATCH], "ok")
     with pytest.raises(BenchmarkError, match="answered 200"):

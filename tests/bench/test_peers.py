@@ -19,7 +19,7 @@ from h3lab.bench.peers import (
     missing_modules,
     ratio_table,
 )
-from h3lab.bench.wrk import wrk_available
+from h3lab.bench.load.wrk import wrk_available
 
 ENGINE = "wrk" if wrk_available() else "aiohttp"
 

@@ -895,8 +895,8 @@ def bench_dispatch(
 
 
 def bench_protocol(**kw: Any) -> list[dict[str, Any]]:
-    """ns per request through the server's protocol, parsing included (``h3lab.bench.wire``)."""
-    from h3lab.bench.wire import bench_protocol as bench
+    """ns per request through the server's protocol, parsing included (``h3lab.bench.micro.protocol``)."""
+    from h3lab.bench.micro.protocol import bench_protocol as bench
 
     return bench(**kw)
 

@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
-from h3lab.bench.load import LoadResult
+from h3lab.bench.load.closed_loop import LoadResult
 
 MARKER = "H3LAB_WRK "
 
