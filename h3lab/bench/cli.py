@@ -29,10 +29,10 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from h3lab.bench.micro import BENCHES
+from h3lab.bench.micro import TARGETS
 from h3lab.cli import CLIError, Parser, add_alias, add_config_arguments, config_from_args
 
-MICRO_TARGETS = tuple(BENCHES)  # one name per bench, from the table in micro.py
+MICRO_TARGETS = tuple(TARGETS)  # one name per target, from h3lab.bench.micro.targets
 ENGINES = ("aiohttp", "wrk")
 COMMANDS = ("micro", "load", "peers", "soak", "conformance")
 
