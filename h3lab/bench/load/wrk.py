@@ -3,7 +3,7 @@
 wrk is a *closed-loop* generator: each connection sends its next request when
 the previous response arrived, so its latency percentiles suffer from
 coordinated omission (a server stall is sampled by at most one request per
-connection). Use wrk for throughput, ``load.run_open_loop`` for latency.
+connection). Use wrk for throughput, ``run_open_loop`` for latency.
 Debian ships wrk 4.1.0, not wrk2 (whose ``-R`` rate would fix this).
 
 A generated Lua script feeds the workload's paths round-robin, pipelines
@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
-from h3lab.bench.load.closed_loop import LoadResult
+from h3lab.bench.load.result import LoadResult
 
 MARKER = "H3LAB_WRK "
 
