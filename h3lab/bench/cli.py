@@ -312,11 +312,11 @@ def format_micro(rows: list[dict[str, Any]]) -> str:
 
 def cmd_load(args: argparse.Namespace) -> int:
     from h3lab.bench.load import resolve_requests, run_closed_loop, run_open_loop, verify
+    from h3lab.bench.load.wrk import run_wrk, wrk_available
     from h3lab.bench.peers import pinned
     from h3lab.bench.results import config_columns
     from h3lab.bench.server import ServerProcess
     from h3lab.bench.workloads import make_workload
-    from h3lab.bench.load.wrk import run_wrk, wrk_available
     from h3lab.cli import load_app
     from h3lab.config import Config
     from h3lab.server.core import describe_config
@@ -552,6 +552,7 @@ def _print_load_summary(results: list[tuple[Any, int | None, int | None]]) -> No
 
 
 def cmd_peers(args: argparse.Namespace) -> int:
+    from h3lab.bench.load.wrk import wrk_available
     from h3lab.bench.peers import (
         ENDPOINTS,
         available_peers,
@@ -561,7 +562,6 @@ def cmd_peers(args: argparse.Namespace) -> int:
         ratio_table,
         targets,
     )
-    from h3lab.bench.load.wrk import wrk_available
     from h3lab.config import PRESETS
 
     endpoints = args.endpoints or list(ENDPOINTS)

@@ -187,7 +187,7 @@ def test_targets_name_every_target_module() -> None:
     package = Path(harness.__file__).parent
     modules = {p.stem for p in package.glob("*.py")} - {"__init__", "harness", "targets"}
     assert set(TARGETS) == modules
-    assert MICRO_TARGETS == tuple(TARGETS)
+    assert tuple(TARGETS) == MICRO_TARGETS
     assert all(TARGETS[name].__module__ == f"h3lab.bench.micro.{name}" for name in TARGETS)
 
 
@@ -240,9 +240,7 @@ def test_a_wrong_dispatch_body_raises(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(apps, "_json", lambda event: {"message": "Hello, World?"})
     with pytest.raises(BenchmarkError, match="/json"):
-        bench_dispatch(
-            presets=["balanced"], endpoints=["/json"], repetitions=1, min_time=0.0001
-        )
+        bench_dispatch(presets=["balanced"], endpoints=["/json"], repetitions=1, min_time=0.0001)
 
 
 def test_a_suspending_chain_raises() -> None:

@@ -142,7 +142,9 @@ def report(results: dict[str, list[float]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m h3lab.bench.hardening.bodies", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m h3lab.bench.hardening.bodies", description=__doc__
+    )
     parser.add_argument("--quick", action="store_true", help="600 parts, a 60-field limit (smoke)")
     parser.add_argument("--repetitions", type=int, default=None)
     args = parser.parse_args(argv)

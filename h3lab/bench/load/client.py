@@ -141,5 +141,3 @@ def run_async(make: Callable[[], Awaitable[T]]) -> T:
     # load needs its own loop, so it gets its own thread.
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="h3lab-load") as pool:
         return pool.submit(go).result()
-
-

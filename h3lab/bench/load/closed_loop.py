@@ -333,4 +333,3 @@ def run_closed_loop(
             max_duration=max_duration,
         )
     )
-

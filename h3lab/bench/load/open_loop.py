@@ -152,4 +152,3 @@ def run_open_loop(
             url, workload, rate=rate, duration=duration, connections=connections, timeout=timeout
         )
     )
-

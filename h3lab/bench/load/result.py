@@ -146,7 +146,6 @@ def check_response(req: BenchRequest, status: int, ctype: str | None, body: byte
     return None
 
 
-
 class RunCounters:
     """Counters of one run, split between the warm-up and the timed phase."""
 
@@ -219,5 +218,3 @@ class RunCounters:
             notes=self.notes,
             **kw,
         )
-
-

@@ -105,4 +105,3 @@ def verify(
     """
     reqs = list(requests)
     run_async(lambda: averify(url, reqs, require_headers=require_headers, timeout=timeout))
-

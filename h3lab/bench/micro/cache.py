@@ -24,8 +24,10 @@ from h3lab.bench.micro.harness import (
 )
 from h3lab.bench.workloads import route_table
 
+
 def hit_ratio_observer(cache: Any) -> Observer:
     """The hit ratio of the accesses made during one sample (from the cache's own counters)."""
+
     def observe() -> Callable[[], list[tuple[str, float, str]]]:
         s = cache.stats()
         hits, misses = s["hits"], s["misses"]
@@ -38,7 +40,6 @@ def hit_ratio_observer(cache: Any) -> Observer:
         return done
 
     return observe
-
 
 
 def _cache_loop(cache: Any, keys: list[tuple[str, str]]) -> Op:

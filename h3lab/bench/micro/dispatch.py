@@ -10,6 +10,7 @@ from h3lab.bench.micro.harness import BenchmarkError, Case, Op, Stream, null_str
 from h3lab.bench.workloads import BenchRequest
 from h3lab.routing import routing_path
 
+
 def _dispatch_requests(endpoint: str, n_ids: int) -> list[BenchRequest]:
     from h3lab.bench.apps import BENCHMARK_ENDPOINTS, user_request
 

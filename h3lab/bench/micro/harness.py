@@ -369,4 +369,3 @@ def workload_for(name: str, table: Sequence[RouteSpec], seed: int, **params: Any
     if "seed" in accepted:
         params["seed"] = seed
     return make_workload(name, **params)
-

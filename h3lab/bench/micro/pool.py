@@ -7,6 +7,7 @@ from typing import Any
 
 from h3lab.bench.micro.harness import BenchmarkError, Case, Observer, Op, null_loop, run_cases
 
+
 def _pool_loop(pool: Any, concurrency: int) -> Op:
     acquire = pool.acquire
     release = pool.release

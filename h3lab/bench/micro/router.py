@@ -22,6 +22,7 @@ from h3lab.bench.micro.harness import (
 )
 from h3lab.bench.workloads import BenchRequest, RouteSpec, route_table
 
+
 def _router_extra_routes(
     requests: Sequence[BenchRequest], table: Sequence[RouteSpec]
 ) -> list[tuple[str, str]]:

@@ -51,4 +51,3 @@ def run_micro(target: str, quick: bool = False, **kw: Any) -> list[dict[str, Any
     params = {**_QUICK_TIMING, **_QUICK[target]} if quick else {}
     params.update(kw)
     return bench(**params)
-
