@@ -43,7 +43,6 @@ from h3lab.pool import make_pool
 from h3lab.response import JSON_TYPE, Response, json_bytes, to_response
 from h3lab.routing import ANY_METHOD, Route, make_router, routing_path
 
-logger = logging.getLogger("h3lab")
 error_logger = logging.getLogger("h3lab.error")
 
 Handler = Callable[[H3Event], Any]

@@ -57,15 +57,3 @@ class HTTPError(Exception):
 
     def __repr__(self) -> str:
         return f"HTTPError({self.status}, {self.message!r})"
-
-
-class ProtocolError(Exception):
-    """The request could not be parsed or broke a limit; answered then closed.
-
-    Carries the status the client should see (h11's ``error_status_hint``).
-    """
-
-    def __init__(self, status: int, reason: str) -> None:
-        self.status = status
-        self.reason = reason
-        super().__init__(f"{status} {reason}")

@@ -1,19 +1,39 @@
 """h3lab's measurement suite.
 
-Modules (import what you need; nothing heavy is imported here):
+Three packages, by what is measured and how:
 
-``workloads``  seeded route tables and request generators with expected answers
-``apps``       the app load tests target (``h3lab.bench.apps:create_app``)
-``stats``      medians, bootstrap CIs, pyperf-style stability checks, interleaving
-``micro``      in-process micro-benchmarks per strategy family (``run_micro``)
-``cachesim``   hit-ratio simulation with Belady/unbounded bounds and libCacheSim
+``micro``      in-process micro-benchmarks per strategy family (``run_micro``):
+               the harness, then one module per target; no server, no sockets
+``load``       load against a server on a socket: result, verification, closed
+               loop, open loop, wrk
+``hardening``  hostile requests, conformance against peers, soak, body costs
+
+and flat modules, one concept each, that several of those (and the studies
+and ``h3lab tune``) share, so none of the packages owns them:
+
+``workloads``  seeded route tables and request generators with expected
+               answers: replayed by micro targets, sent by load engines,
+               simulated by ``cachesim``
+``apps``       the app the benchmarks target (``h3lab.bench.apps:create_app``):
+               served to load runs, dispatched in-process by micro targets
+``stats``      medians, bootstrap CIs, pyperf-style stability checks,
+               interleaving (the micro harness and the studies)
+``histogram``  HdrHistogram latency recording and the over-time metrics: the
+               load engines write it, the studies decode stored histograms
+``cachesim``   hit-ratio simulation with Belady/unbounded bounds and
+               libCacheSim: a replay without a timer, neither micro nor load
+``server``     ``ServerProcess``: a server under test in its own process group,
+               sampled (load runs, peers, rounds, conformance, soak, tune)
+``rounds``     repeated, interleaved, paired load rounds over fresh servers: the
+               one way servers are compared (peers, studies, tune)
+``peers``      h3lab against other Python servers on rounds; ``peer_apps/``
+               holds their apps
 ``results``    the tidy results store (``RunWriter``, ``load_runs``)
 ``machine``    machine and git metadata recorded with every run
+``cli``        the ``h3lab bench`` command
 
-The load generator, server process, peers and the ``h3lab bench`` command
-live in ``load``, ``histogram``, ``server``, ``peers``, ``wrk`` and ``cli``.
-pandas, pyarrow and libcachesim are imported lazily, inside the functions
-that need them.
+Import what you need; nothing heavy is imported here. pandas, pyarrow and
+libcachesim are imported lazily, inside the functions that need them.
 """
 
 from __future__ import annotations

@@ -29,10 +29,10 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from h3lab.bench.micro import BENCHES
+from h3lab.bench.micro import TARGETS
 from h3lab.cli import CLIError, Parser, add_alias, add_config_arguments, config_from_args
 
-MICRO_TARGETS = tuple(BENCHES)  # one name per bench, from the table in micro.py
+MICRO_TARGETS = tuple(TARGETS)  # one name per target, from h3lab.bench.micro.targets
 ENGINES = ("aiohttp", "wrk")
 COMMANDS = ("micro", "load", "peers", "soak", "conformance")
 
@@ -132,7 +132,7 @@ def add_parser(subparsers: Any) -> None:
     peers.set_defaults(func=cmd_peers)
 
     # The hardening tools live in their own modules (issue 5) and add themselves.
-    from h3lab.bench import conformance, soak
+    from h3lab.bench.hardening import conformance, soak
 
     soak.register(sub)
     conformance.register(sub)
@@ -312,11 +312,11 @@ def format_micro(rows: list[dict[str, Any]]) -> str:
 
 def cmd_load(args: argparse.Namespace) -> int:
     from h3lab.bench.load import resolve_requests, run_closed_loop, run_open_loop, verify
+    from h3lab.bench.load.wrk import run_wrk, wrk_available
     from h3lab.bench.peers import pinned
     from h3lab.bench.results import config_columns
     from h3lab.bench.server import ServerProcess
     from h3lab.bench.workloads import make_workload
-    from h3lab.bench.wrk import run_wrk, wrk_available
     from h3lab.cli import load_app
     from h3lab.config import Config
     from h3lab.server.core import describe_config
@@ -552,6 +552,7 @@ def _print_load_summary(results: list[tuple[Any, int | None, int | None]]) -> No
 
 
 def cmd_peers(args: argparse.Namespace) -> int:
+    from h3lab.bench.load.wrk import wrk_available
     from h3lab.bench.peers import (
         ENDPOINTS,
         available_peers,
@@ -561,7 +562,6 @@ def cmd_peers(args: argparse.Namespace) -> int:
         ratio_table,
         targets,
     )
-    from h3lab.bench.wrk import wrk_available
     from h3lab.config import PRESETS
 
     endpoints = args.endpoints or list(ENDPOINTS)

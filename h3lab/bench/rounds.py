@@ -91,7 +91,7 @@ def pinned(cpu: int | None) -> Iterator[None]:
 
 def resolve_engine(engine: str) -> str:
     """``auto`` -> wrk when installed, else aiohttp; ``wrk``/``aiohttp`` checked."""
-    from h3lab.bench.wrk import wrk_available
+    from h3lab.bench.load.wrk import wrk_available
 
     if engine == "auto":
         return "wrk" if wrk_available() else "aiohttp"
@@ -202,7 +202,7 @@ class ArmRun:
         untimed ``warmup`` first (outside the measured phase).
         """
         from h3lab.bench.load import run_closed_loop
-        from h3lab.bench.wrk import run_wrk
+        from h3lab.bench.load.wrk import run_wrk
 
         engine = resolve_engine(engine)
         name = workload or "custom"

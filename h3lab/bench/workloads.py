@@ -229,10 +229,6 @@ class RouteSpec:
         """The params the router must return for ``path(k)``."""
         return dict(zip(self.param_names, self.values(k), strict=True))
 
-    def example(self, k: int = 0) -> str:
-        """Alias of ``path``: the concrete example path number ``k``."""
-        return self.path(k)
-
     def path(self, k: int = 0) -> str:
         """A concrete path this route (and only it) answers; static ignores ``k``."""
         if not self.dynamic:

@@ -401,10 +401,6 @@ class TrieRouter:
     def routes(self) -> list[Route]:
         return list(self._routes)
 
-    def static_methods(self, path: str) -> dict[str, Route] | None:
-        """The fully static routes of exactly this path, by method."""
-        return self._static.get(path)
-
     def stats(self) -> dict[str, Any]:
         # PERF: lookups are not counted by the bare strategies: an increment
         # measured 15-20 ns, about 15% of a static hit. CachedRouter (and so

@@ -185,7 +185,7 @@ def aborting_clients(preset: str, seconds: float, progress: Progress = log) -> R
     connection mid-request or mid-response. Served, aborted, unexpected answers, RSS and fds."""
     import threading
 
-    from h3lab.bench.soak import run_soak
+    from h3lab.bench.hardening.soak import run_soak
 
     server_cpu, load_cpu = loadrun.cpus()
     report: dict[str, Any] = {}

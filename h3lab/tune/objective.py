@@ -270,7 +270,7 @@ def choose_engine(settings: TrialSettings) -> str:
         return "aiohttp"
     if settings.engine == "aiohttp":
         return "aiohttp"
-    from h3lab.bench.wrk import wrk_available
+    from h3lab.bench.load.wrk import wrk_available
 
     if settings.engine == "wrk":
         if not wrk_available():
@@ -315,7 +315,7 @@ def _run_load(srv: Any, settings: TrialSettings, engine: str, tr: Traffic) -> Lo
     from h3lab.bench import load
 
     if engine == "wrk":
-        from h3lab.bench.wrk import WrkError, run_wrk
+        from h3lab.bench.load.wrk import WrkError, run_wrk
 
         try:
             if tr.warm_paths:

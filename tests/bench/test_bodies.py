@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from h3lab.bench import bodies
+from h3lab.bench.hardening import bodies
 
 
 def test_bodies_bench_quick_prints_every_case(capsys: Any) -> None:

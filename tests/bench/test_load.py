@@ -17,12 +17,12 @@ from h3lab.bench.load import (
     LoadResult,
     VerificationError,
     averify,
-    closed_loop,
     encode_request,
     pipelined_exchange,
     run_closed_loop,
     run_open_loop,
 )
+from h3lab.bench.load.closed_loop import closed_loop
 from h3lab.bench.workloads import BenchRequest
 from h3lab.examples.demo import build
 

@@ -6,6 +6,7 @@ import pytest
 
 from h3lab.bench import peers as peers_mod
 from h3lab.bench.load import verify
+from h3lab.bench.load.wrk import wrk_available
 from h3lab.bench.peers import (
     ENDPOINTS,
     PEERS,
@@ -19,7 +20,6 @@ from h3lab.bench.peers import (
     missing_modules,
     ratio_table,
 )
-from h3lab.bench.wrk import wrk_available
 
 ENGINE = "wrk" if wrk_available() else "aiohttp"
 

@@ -82,7 +82,7 @@ def test_real_servers_fresh_per_arm_with_cpu_checks() -> None:
 
 
 def test_closed_loop_with_wrk_and_an_open_loop_record_their_checks() -> None:
-    from h3lab.bench.wrk import wrk_available
+    from h3lab.bench.load.wrk import wrk_available
 
     if not wrk_available():
         pytest.skip("wrk is not installed")

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from h3lab.bench.wrk import (
+from h3lab.bench.load.wrk import (
     MARKER,
     WrkError,
     lua_script,

@@ -11,8 +11,8 @@ import importlib.util
 
 import pytest
 
-from h3lab.bench import conformance, soak
-from h3lab.bench.hostile import CASES
+from h3lab.bench.hardening import conformance, soak
+from h3lab.bench.hardening.hostile import CASES
 
 
 def test_register_adds_the_commands() -> None:

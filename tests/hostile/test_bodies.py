@@ -3,7 +3,7 @@
 A body that costs the server more than its bytes: 15,000 tiny multipart parts
 (refused at the field limit, as the parts arrive) and JSON nested 100,000
 deep (a 400, never a RecursionError and a 500). After each, the server still
-serves. ``python -m h3lab.bench.bodies`` prints what each costs the event loop.
+serves. ``python -m h3lab.bench.hardening.bodies`` prints what each costs the event loop.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from h3lab import H3, HTTPError
-from h3lab.bench.bodies import MULTIPART, deep_json_body, many_parts_body
+from h3lab.bench.hardening.bodies import MULTIPART, deep_json_body, many_parts_body
 from h3lab.event import H3Event
 from h3lab.utils import form as form_module
 from h3lab.utils.form import parse_form
@@ -54,7 +54,7 @@ def test_the_refusal_parses_only_up_to_the_limit(monkeypatch: Any) -> None:
     # What the event loop pays is proportional to the parts parsed: the
     # whole-body email parser parsed all 15,000 (~1 s, issue 10); the refusal
     # now comes at part 1,001. Counted, not timed (the machine may be busy):
-    # python -m h3lab.bench.bodies prints the times.
+    # python -m h3lab.bench.hardening.bodies prints the times.
     begun = 0
     original = form_module._MultipartReader.on_part_begin
 

@@ -1,6 +1,6 @@
 """Section 1: request framing and parsing, over raw sockets, for every preset.
 
-Each row of ``h3lab.bench.hostile.CASES`` is sent as raw bytes, followed by a
+Each row of ``h3lab.bench.hardening.hostile.CASES`` is sent as raw bytes, followed by a
 complete ``GET /smuggled`` request. The test asserts the exact status, that
 the connection is closed when it must be (read until EOF), that the smuggled
 request was never interpreted (no second response, its handler never ran),
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from h3lab.bench.hostile import CASE_IDS, CASES, Case
+from h3lab.bench.hardening.hostile import CASE_IDS, CASES, Case
 from tests.hostile.conftest import PRESET_NAMES, body_of, exchange, still_serves
 
 CLOSE_OK = b"GET /ok HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"

@@ -36,12 +36,3 @@ def user_body(user_id: str) -> bytes:
 
 def resource_body(i: int, item_id: str) -> bytes:
     return json.dumps({"resource": i, "id": item_id}, separators=(",", ":")).encode()
-
-
-def use_uvloop() -> None:
-    """Run on uvloop when installed (every peer gets the same loop h3lab uses)."""
-    try:
-        import uvloop
-    except ImportError:
-        return
-    uvloop.install()

@@ -12,7 +12,7 @@ costs to refuse -- the time every other client waits:
 * ``json-deep``: ``[`` nested 100,000 deep, refused with 400 by
   ``event.json()`` (the C scanner's recursion limit).
 
-``python -m h3lab.bench.bodies [--quick]`` prints one line per case (median
+``python -m h3lab.bench.hardening.bodies [--quick]`` prints one line per case (median
 ms per body, [min, max]) and the ratio of the two multipart parsers.
 ``--quick`` uses 600 parts (and a 60-field limit) so it runs in
 seconds; the ratio keeps its meaning, the absolute figures do not.
@@ -142,7 +142,9 @@ def report(results: dict[str, list[float]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m h3lab.bench.bodies", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m h3lab.bench.hardening.bodies", description=__doc__
+    )
     parser.add_argument("--quick", action="store_true", help="600 parts, a 60-field limit (smoke)")
     parser.add_argument("--repetitions", type=int, default=None)
     args = parser.parse_args(argv)

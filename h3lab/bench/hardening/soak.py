@@ -12,7 +12,7 @@ and open fds sampled every ``--sample-interval`` seconds, with its
 * **valid** keep-alive clients (most of the workers): GETs (text, JSON, a
   route parameter), POSTs with Content-Length and chunked bodies, async and
   streaming handlers, pipelined batches -- every answer checked;
-* **hostile** clients: every payload of ``h3lab.bench.hostile.CASES``, in
+* **hostile** clients: every payload of ``h3lab.bench.hardening.hostile.CASES``, in
   turn, each answer compared with the table's;
 * **aborted** clients: connections reset (SO_LINGER 0) at a random point of
   a request or of a response;
@@ -45,10 +45,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from h3lab.bench.conformance import expected_text, probe
-from h3lab.bench.hostile import CASES
+from h3lab.bench.hardening.conformance import expected_text, probe
+from h3lab.bench.hardening.hostile import CASES
 
-APP = "h3lab.bench.soak:soak_app"
+APP = "h3lab.bench.hardening.soak:soak_app"
 
 
 def soak_app(config: Any = None) -> Any:
@@ -485,7 +485,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
 __all__ = ["APP", "format_report", "register", "run_soak", "soak_app"]
 
 
-if __name__ == "__main__":  # ``python -m h3lab.bench.soak --duration 60``
+if __name__ == "__main__":  # ``python -m h3lab.bench.hardening.soak --duration 60``
     _parser = argparse.ArgumentParser(prog="h3lab bench")
     register(_parser.add_subparsers(dest="command", required=True))
     _args = _parser.parse_args(["soak", *sys.argv[1:]])

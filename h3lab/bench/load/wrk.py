@@ -3,7 +3,7 @@
 wrk is a *closed-loop* generator: each connection sends its next request when
 the previous response arrived, so its latency percentiles suffer from
 coordinated omission (a server stall is sampled by at most one request per
-connection). Use wrk for throughput, ``load.run_open_loop`` for latency.
+connection). Use wrk for throughput, ``run_open_loop`` for latency.
 Debian ships wrk 4.1.0, not wrk2 (whose ``-R`` rate would fix this).
 
 A generated Lua script feeds the workload's paths round-robin, pipelines
@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
-from h3lab.bench.load import LoadResult
+from h3lab.bench.load.result import LoadResult
 
 MARKER = "H3LAB_WRK "
 
@@ -124,7 +124,6 @@ end
 # -- parsing ---------------------------------------------------------------------------------
 
 _UNITS_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_SUFFIX = {"": 1, "k": 1e3, "K": 1e3, "m": 1e6, "M": 1e6, "g": 1e9, "G": 1e9}
 
 _RE_DIST = re.compile(r"^\s*(\d+(?:\.\d+)?)%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.M)
 _RE_LATENCY = re.compile(

@@ -33,7 +33,7 @@ from typing import Any
 
 import httptools
 
-from h3lab.bench.micro import BenchmarkError, Case, run_cases
+from h3lab.bench.micro.harness import BenchmarkError, Case, run_cases
 
 BATCH = 32  # pipelined requests per data_received call
 _RAW_RESPONSE = (

@@ -13,7 +13,7 @@ as a new request -- the essence of request smuggling).
 
 The paths used: ``GET /ok`` answers ``ok``, ``POST /echo`` echoes its body,
 ``GET /smuggled`` answers ``SMUGGLED``; any server under test must serve at
-least those (``h3lab.bench.conformance`` has the apps).
+least those (``h3lab.bench.hardening.conformance`` has the apps).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
     h3lab bench conformance [--servers h3lab uvicorn-httptools ...] [--section framing]
                             [--timeout 1.5] [--json rows.json]
 
-Every row of ``h3lab.bench.hostile.CASES`` is sent as raw bytes over a new
+Every row of ``h3lab.bench.hardening.hostile.CASES`` is sent as raw bytes over a new
 loopback connection to each server (each started here on an ephemeral port
 with a trivial app), and the answer is summarised:
 
@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from h3lab.bench.hostile import CASES, Case
+from h3lab.bench.hardening.hostile import CASES, Case
 
 # -- the apps every server runs -------------------------------------------------
 
@@ -53,7 +53,7 @@ def _answer(path: str) -> bytes:
 
 
 def h3lab_app(config: Any = None) -> Any:
-    """The h3lab app (``h3lab serve h3lab.bench.conformance:h3lab_app``)."""
+    """The h3lab app (``h3lab serve h3lab.bench.hardening.conformance:h3lab_app``)."""
     from h3lab import H3
     from h3lab.event import H3Event
 
@@ -124,7 +124,7 @@ def _python(*args: str) -> tuple[str, ...]:
     return (sys.executable, *args)
 
 
-_APP = "h3lab.bench.conformance"
+_APP = "h3lab.bench.hardening.conformance"
 _UVICORN = ("-m", "uvicorn", f"{_APP}:asgi_app", "--host", "{host}", "--port", "{port}")
 _QUIET = ("--log-level", "critical")
 TARGETS: dict[str, Target] = {
@@ -336,7 +336,7 @@ def register(subparsers: Any) -> None:
         "conformance",
         help="hostile payloads against h3lab and uvicorn/hypercorn/gunicorn: status table",
         description=(
-            "Send every hostile payload of h3lab.bench.hostile (request smuggling, bad "
+            "Send every hostile payload of h3lab.bench.hardening.hostile (request smuggling, bad "
             "framing, limits, ...) over a new loopback connection to h3lab and to each peer "
             "server installed (uvicorn, hypercorn, gunicorn), and print each server's answer "
             "per case, with the cases where h3lab is stricter."
