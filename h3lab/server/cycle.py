@@ -41,7 +41,7 @@ from h3lab.server.tasks import start_request_task
 
 if TYPE_CHECKING:
     from h3lab.event import H3Event
-    from h3lab.server.protocol import HttpProtocol
+    from h3lab.server.conn import Connection
 
 logger = logging.getLogger("h3lab.server")
 
@@ -78,8 +78,13 @@ class Cycle:
     """The ``HttpProtocol`` methods that run requests."""
 
     __slots__ = ()
+    # Declared for the type checker, which would otherwise infer them from the
+    # first assignment below (the slots are HttpProtocol's).
+    running: asyncio.Task[Any] | _WritePaused | None
+    _continue_pending: list[tuple[bytes, bytes]] | None
+    _task_pending: H3Event | None
 
-    def _last_request(self: HttpProtocol, event: H3Event, llhttp_keep_alive: bool) -> None:
+    def _last_request(self: Connection, event: H3Event, llhttp_keep_alive: bool) -> None:
         """Deliver the request that ends the connection; nothing after it is parsed."""
         self.keep_alive_next = False
         self._deliver(event)
@@ -88,7 +93,7 @@ class Cycle:
             # Connection: close and HTTP/1.0): stop it here.
             raise Stop
 
-    def _deliver(self: HttpProtocol, event: H3Event) -> None:
+    def _deliver(self: Connection, event: H3Event) -> None:
         """Queue ``event`` behind the requests in flight, or serve it now."""
         if self.running is not None or self.queue:
             self.queue.append(event)
@@ -99,7 +104,7 @@ class Cycle:
         else:
             self._dispatch(event)
 
-    def _dispatch(self: HttpProtocol, event: H3Event) -> None:
+    def _dispatch(self: Connection, event: H3Event) -> None:
         """Run the request isolated: the kind of isolation is the route's (``app.resolve``).
 
         A chain that cannot await runs in its own copy of the ``contextvars``
@@ -118,19 +123,19 @@ class Cycle:
         else:
             self._start_task(event, self._serve(event, chain))
 
-    def _start_task(self: HttpProtocol, event: H3Event, coro: Coroutine[Any, Any, None]) -> None:
+    def _start_task(self: Connection, event: H3Event, coro: Coroutine[Any, Any, None]) -> None:
         self._task_pending = event  # until the task's first step (see _request_done)
         task = start_request_task(self.loop, coro)
         if not task.done():
             self.running = task
             task.add_done_callback(self._request_done)
 
-    def _answer_star(self: HttpProtocol, event: H3Event) -> None:
+    def _answer_star(self: Connection, event: H3Event) -> None:
         """``OPTIONS *``: answered by the server itself, no handler, no task."""
         self._respond(event, Response(None, 200, [("allow", ALLOW_ALL)]), event.keep_alive)
         self.pool.release(event)
 
-    def _request_done(self: HttpProtocol, task: asyncio.Task[Any]) -> None:
+    def _request_done(self: Connection, task: asyncio.Task[Any]) -> None:
         """A request task that suspended has ended (runs outside any task)."""
         if self.running is task:
             self.running = None
@@ -143,7 +148,7 @@ class Cycle:
         if self.running is None:
             self._next_in_queue()
 
-    def _serve_sync(self: HttpProtocol, event: H3Event, chain: Any) -> None:
+    def _serve_sync(self: Connection, event: H3Event, chain: Any) -> None:
         """One request whose chain cannot await, in its own context: no Task.
 
         Should it give an awaitable after all (a synchronous callable returning
@@ -177,7 +182,7 @@ class Cycle:
             self.close()
         self.pool.release(event)
 
-    async def _serve(self: HttpProtocol, event: H3Event, chain: Any) -> None:
+    async def _serve(self: Connection, event: H3Event, chain: Any) -> None:
         """One request, in its own task: chain, response, finish, release."""
         self._task_pending = None  # started: from here on the cleanup is ours
         app = self.app
@@ -214,7 +219,7 @@ class Cycle:
             self.pool.release(event)
 
     async def _serve_stream(
-        self: HttpProtocol, event: H3Event, response: Response, keep_alive: bool
+        self: Connection, event: H3Event, response: Response, keep_alive: bool
     ) -> None:
         """A streaming response from a synchronous chain, sent in its own task."""
         self._task_pending = None
@@ -228,7 +233,7 @@ class Cycle:
         finally:
             self.pool.release(event)
 
-    def _next_in_queue(self: HttpProtocol) -> None:
+    def _next_in_queue(self: Connection) -> None:
         """The request in flight is answered: serve the queued ones, then read again."""
         if self.running is None and self.flow is not None and self.flow.write_paused:
             self.running = WRITE_PAUSED  # the queue waits for resume_writing
@@ -266,7 +271,7 @@ class Cycle:
             self.flow.resume_reading("pipeline")
             self._input_resumed()
 
-    def _drop_queue(self: HttpProtocol) -> None:
+    def _drop_queue(self: Connection) -> None:
         pool = self.pool
         while self.queue:
             pool.release(self.queue.popleft())

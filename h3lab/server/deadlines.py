@@ -46,7 +46,7 @@ from h3lab.server.flow import DISCARD
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from h3lab.server.protocol import HttpProtocol
+    from h3lab.server.conn import Connection
 
 logger = logging.getLogger("h3lab.server")
 
@@ -66,19 +66,19 @@ _WAITS = 2  # neither: checked again next tick
 
 class Deadline(NamedTuple):
     limit: str  # the ``Limits`` field bounding the state
-    hold: Callable[[HttpProtocol, float], int]  # _RUNS, _RESTART or _WAITS
-    expire: Callable[[HttpProtocol], None]
+    hold: Callable[[Connection, float], int]  # _RUNS, _RESTART or _WAITS
+    expire: Callable[[Connection], None]
 
 
-def _sending(conn: HttpProtocol, now: float) -> int:
+def _sending(conn: Connection, now: float) -> int:
     return _RESTART if conn._still_sending(now) else _RUNS
 
 
-def _sending_waits(conn: HttpProtocol, now: float) -> int:
+def _sending_waits(conn: Connection, now: float) -> int:
     return _WAITS if conn._still_sending(now) else _RUNS
 
 
-def _receiving(conn: HttpProtocol, now: float) -> int:
+def _receiving(conn: Connection, now: float) -> int:
     flow = conn.flow
     if flow is not None and flow.reading_paused:
         # We are the ones not reading (pipeline cap, or the client is not
@@ -88,7 +88,7 @@ def _receiving(conn: HttpProtocol, now: float) -> int:
     return _RUNS
 
 
-def _answering(conn: HttpProtocol, now: float) -> int:
+def _answering(conn: Connection, now: float) -> int:
     flow = conn.flow
     if flow is not None and flow.write_paused:
         conn._still_sending(now)
@@ -98,26 +98,26 @@ def _answering(conn: HttpProtocol, now: float) -> int:
     return _sending_waits(conn, now)
 
 
-def _close(conn: HttpProtocol) -> None:
+def _close(conn: Connection) -> None:
     conn.close()
 
 
-def _header_timeout(conn: HttpProtocol) -> None:
+def _header_timeout(conn: Connection) -> None:
     conn._protocol_error(408, "Request header timeout")
 
 
-def _body_timeout(conn: HttpProtocol) -> None:
+def _body_timeout(conn: Connection) -> None:
     conn._protocol_error(408, "Request body timeout")
 
 
-def _stuck(conn: HttpProtocol) -> None:
+def _stuck(conn: Connection) -> None:
     # Nothing runs, nothing is sent, yet the connection never went idle: a
     # request whose answer was lost. Never left hanging.
     logger.warning("closing a connection stuck after a request (%s)", conn.peer)
     conn.close()
 
 
-def _abort(conn: HttpProtocol) -> None:
+def _abort(conn: Connection) -> None:
     conn.abort()  # close() did not finish: the transport is stuck
 
 
@@ -135,8 +135,9 @@ class Ending:
     """The ``HttpProtocol`` methods that end a connection and apply its deadlines."""
 
     __slots__ = ()
+    _pending_error: bytes | None  # for the type checker (the slots are HttpProtocol's)
 
-    def check_deadlines(self: HttpProtocol, now: float) -> None:
+    def check_deadlines(self: Connection, now: float) -> None:
         """Apply the deadline of the connection's state (``DEADLINES``) at ``now``."""
         deadline = DEADLINES[self.state]
         held = deadline.hold(self, now)
@@ -145,7 +146,7 @@ class Ending:
         elif held == _RUNS and now - self.since > getattr(self.limits, deadline.limit):
             deadline.expire(self)
 
-    def _still_sending(self: HttpProtocol, now: float) -> bool:
+    def _still_sending(self: Connection, now: float) -> bool:
         """Is a response still buffered? Abort when it made no progress for send_timeout."""
         try:
             size = self.transport.get_write_buffer_size()  # type: ignore[union-attr]
@@ -161,7 +162,7 @@ class Ending:
             self.abort()  # the client stopped reading; its handler is cancelled
         return True
 
-    def close(self: HttpProtocol) -> None:
+    def close(self: Connection) -> None:
         if not self.closing:
             self.closing = True
             self.parser = DISCARD
@@ -170,7 +171,7 @@ class Ending:
             if self.transport is not None:
                 self.transport.close()
 
-    def abort(self: HttpProtocol) -> None:
+    def abort(self: Connection) -> None:
         """Drop the connection now, unsent data included (RST)."""
         self.closing = True
         self.parser = DISCARD
@@ -180,7 +181,7 @@ class Ending:
             except NotImplementedError:  # a minimal transport
                 self.transport.close()
 
-    def _close_when_done(self: HttpProtocol) -> None:
+    def _close_when_done(self: Connection) -> None:
         """The connection's last response is written: send a pending refusal, then linger."""
         self._drop_queue()
         self.keep_alive_next = False
@@ -203,7 +204,7 @@ class Ending:
         if self.flow is not None:
             self.flow.resume_all()
 
-    def _protocol_error(self: HttpProtocol, status: int, reason: str) -> None:
+    def _protocol_error(self: Connection, status: int, reason: str) -> None:
         """Refuse the request being received: answer, then close gracefully.
 
         Nothing after the error is interpreted (the parser becomes a sink).
@@ -233,7 +234,7 @@ class Ending:
             return
         self._close_when_done()
 
-    def _refusing_head(self: HttpProtocol) -> bool:
+    def _refusing_head(self: Connection) -> bool:
         """Is the request being refused a HEAD (its answer then has no body)?
 
         llhttp knows the method once the target began (the head parsed, or

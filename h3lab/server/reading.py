@@ -34,7 +34,7 @@ from h3lab.server.flow import DISCARD, Held
 from h3lab.server.framing import Refusal
 
 if TYPE_CHECKING:
-    from h3lab.server.protocol import HttpProtocol
+    from h3lab.server.conn import Connection
 
 logger = logging.getLogger("h3lab.server")
 
@@ -48,8 +48,9 @@ class Reading:
     """The ``HttpProtocol`` methods that take in bytes."""
 
     __slots__ = ()
+    _chunk: bytes | None  # for the type checker (the slots are HttpProtocol's)
 
-    def data_received(self: HttpProtocol, data: bytes) -> None:
+    def data_received(self: Connection, data: bytes) -> None:
         if len(data) > FEED_SLICE:
             self._feed_slices(data)
             return
@@ -68,7 +69,7 @@ class Reading:
             self._parse_failed(exc, data)
         self._chunk = None
 
-    def _feed_slices(self: HttpProtocol, data: bytes) -> None:
+    def _feed_slices(self: Connection, data: bytes) -> None:
         for at in range(0, len(data), FEED_SLICE):
             if self.parser is not self._llhttp:
                 self.parser.feed_data(data[at:])  # held (paused) or discarded
@@ -77,16 +78,16 @@ class Reading:
 
     # -- paused input ----------------------------------------------------------
 
-    def _hold_input(self: HttpProtocol) -> None:
+    def _hold_input(self: Connection) -> None:
         if self.parser is self._llhttp:
             self.parser = Held()
 
-    def _pause_input(self: HttpProtocol, reason: str) -> None:
+    def _pause_input(self: Connection, reason: str) -> None:
         if self.flow is not None:
             self.flow.pause_reading(reason)
             self._hold_input()
 
-    def _input_resumed(self: HttpProtocol) -> None:
+    def _input_resumed(self: Connection) -> None:
         """Reading resumed: parse what arrived while it was paused."""
         held = self.parser
         if type(held) is not Held or (self.flow is not None and self.flow.reading_paused):
@@ -102,7 +103,7 @@ class Reading:
 
     # -- unfinished requests ---------------------------------------------------
 
-    def _headers_arriving(self: HttpProtocol, data: bytes) -> None:
+    def _headers_arriving(self: Connection, data: bytes) -> None:
         """The read ended inside a request head: bound what is buffered so far.
 
         ``_hdr_total`` counts the head's bytes (-1: the request began in this
@@ -145,7 +146,7 @@ class Reading:
         if len(self._headers) > limits.max_header_count:
             raise Refusal(431, "Too many request headers")
 
-    def _body_arriving(self: HttpProtocol, data: bytes) -> None:
+    def _body_arriving(self: Connection, data: bytes) -> None:
         # The read ended inside a body: count its wire bytes, so chunk-size
         # lines, extensions and trailers are bounded as well as the data.
         # _hdr_total is free once the head is parsed: -2 marks "counting this body".
@@ -161,7 +162,7 @@ class Reading:
 
     # -- failures --------------------------------------------------------------
 
-    def _parse_failed(self: HttpProtocol, exc: Exception, data: bytes) -> None:
+    def _parse_failed(self: Connection, exc: Exception, data: bytes) -> None:
         if isinstance(exc, httptools.HttpParserUpgrade):
             if self._upgrade is not None:
                 # llhttp stopped right after the upgrade request: the rest is frames.

@@ -28,7 +28,7 @@ from h3lab.server.deadlines import ACTIVE, IDLE
 
 if TYPE_CHECKING:
     from h3lab.event import H3Event
-    from h3lab.server.protocol import HttpProtocol
+    from h3lab.server.conn import Connection
 
 logger = logging.getLogger("h3lab.server")
 
@@ -38,7 +38,7 @@ class Writer:
 
     __slots__ = ()
 
-    def _respond_fast(self: HttpProtocol, event: H3Event, result: Any, keep_alive: bool) -> bool:
+    def _respond_fast(self: Connection, event: H3Event, result: Any, keep_alive: bool) -> bool:
         """PERF: str, dict/list and bytes with no status or header changes,
         pre-encoded: one join, one write. False when the general path must answer."""
         if event._resp_headers is not None or event.status != 200:
@@ -76,7 +76,7 @@ class Writer:
         self._finish(event, keep_alive, 200, len(body))
         return True
 
-    def _respond(self: HttpProtocol, event: H3Event, response: Response, keep_alive: bool) -> None:
+    def _respond(self: Connection, event: H3Event, response: Response, keep_alive: bool) -> None:
         """Write a final response (complete, or the head of a streamed one for HEAD), then finish."""
         transport = self.transport
         if transport is None or self.closing:
@@ -86,7 +86,7 @@ class Writer:
         self._finish(event, keep_alive, status, len(body))
 
     def _finish(
-        self: HttpProtocol,
+        self: Connection,
         event: H3Event,
         keep_alive: bool,
         status: int = 200,
@@ -107,12 +107,12 @@ class Writer:
                 self.state = IDLE
                 self.since = server.now
 
-    def _more_follows(self: HttpProtocol) -> bool:
+    def _more_follows(self: Connection) -> bool:
         """Will anything follow the response being written (another response, a refusal)?"""
         return self.keep_alive_next or bool(self.queue) or self._pending_error is not None
 
     def _encode(
-        self: HttpProtocol, event: H3Event, response: Response, keep_alive: bool, head_only: bool
+        self: Connection, event: H3Event, response: Response, keep_alive: bool, head_only: bool
     ) -> tuple[bytes, bytes, int]:
         """Head and body of a complete response; a header that cannot be sent
         (CR/LF/NUL, or not Latin-1 where RFC 8187 does not apply) turns it into
@@ -128,7 +128,7 @@ class Writer:
             return self._encode_unchecked(event, plain_500(), keep_alive, head_only)
 
     def _encode_unchecked(
-        self: HttpProtocol, event: H3Event, response: Response, keep_alive: bool, head_only: bool
+        self: Connection, event: H3Event, response: Response, keep_alive: bool, head_only: bool
     ) -> tuple[bytes, bytes, int]:
         streaming = response.streaming
         if streaming and not head_only:
@@ -141,7 +141,7 @@ class Writer:
         return head, body, response.status  # type: ignore[return-value]
 
     def _response_head(
-        self: HttpProtocol,
+        self: Connection,
         event: H3Event,
         response: Response,
         keep_alive: bool,
@@ -159,7 +159,7 @@ class Writer:
         )
 
     async def _stream(
-        self: HttpProtocol, event: H3Event, response: Response, keep_alive: bool
+        self: Connection, event: H3Event, response: Response, keep_alive: bool
     ) -> None:
         """Send a streaming body: chunked on HTTP/1.1, until close on HTTP/1.0.
 
@@ -217,7 +217,7 @@ class Writer:
             self.close()  # the response is cut short: the client must see it end
 
     async def _send_body(
-        self: HttpProtocol, body: Any, transport: asyncio.Transport, http10: bool
+        self: Connection, body: Any, transport: asyncio.Transport, http10: bool
     ) -> bool:
         """Write the rest of a streaming body, waiting while the client reads
         slowly (before pulling the next chunk); True if complete."""
