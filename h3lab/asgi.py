@@ -34,14 +34,13 @@ import inspect
 import logging
 from collections.abc import AsyncIterable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote_from_bytes, unquote
 
 from h3lab.app import plain_500
 from h3lab.errors import HTTPError
 from h3lab.methods import METHODS
 from h3lab.response import JSON_TYPE as JSON
 from h3lab.response import Response, json_bytes
-from h3lab.routing import routing_path
+from h3lab.server.head import fill_target
 from h3lab.server.http11 import NO_BODY_STATUSES, UnsafeHeader, header_fields
 
 if TYPE_CHECKING:
@@ -190,16 +189,8 @@ def _not_implemented(method: str) -> Response:
 
 def _fill_event(event: Any, scope: Scope) -> None:
     event.method = scope["method"]
-    raw_bytes = scope.get("raw_path") or scope["path"].encode()
-    raw_bytes = raw_bytes.partition(b"?")[0]
-    raw = (
-        raw_bytes.decode("ascii")
-        if raw_bytes.isascii()
-        else quote_from_bytes(raw_bytes, "/%:@!$&'()*+,;=-._~")
-    )
-    event.raw_path = raw
-    event.route_path = routing_path(raw)
-    event.path = unquote(raw) if "%" in raw else raw
+    # The built-in server's own splitter: a target routes the same under either.
+    fill_target(event, scope.get("raw_path") or scope["path"].encode())
     event.query_string = scope.get("query_string", b"").decode("latin-1")
     event._raw_headers = [(bytes(k), bytes(v)) for k, v in scope.get("headers", ())]
     event.remote = tuple(scope["client"]) if scope.get("client") else None

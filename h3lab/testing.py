@@ -40,12 +40,20 @@ its code) in the receiving call; an upgrade the app refuses (a handler that
 does not accept, or no route) raises ``WebSocketRejected`` with the HTTP
 status the app answered.
 
+For the built-in server itself, two stand-ins: ``MemoryTransport`` (an
+``asyncio.Transport`` recording what the server writes and how it paused,
+half-closed or closed the connection) drives ``HttpProtocol`` with no socket,
+and ``FakeClock`` is time a test advances: a server given one
+(``Server(app, clock=FakeClock())``, or ``ServerState``) applies its
+deadlines only when the test moves the clock, so no deadline test sleeps.
+
 Requires httpx (``pip install 'h3lab[testing]'``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 import queue
 import threading
@@ -63,7 +71,14 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
 
 from h3lab.websocket import WebSocketDisconnect
 
-__all__ = ["TestClient", "WebSocketDisconnect", "WebSocketRejected", "WebSocketTestSession"]
+__all__ = [
+    "FakeClock",
+    "MemoryTransport",
+    "TestClient",
+    "WebSocketDisconnect",
+    "WebSocketRejected",
+    "WebSocketTestSession",
+]
 
 T = TypeVar("T")
 Message = dict[str, Any]
@@ -493,3 +508,148 @@ async def _new_queue() -> asyncio.Queue[Message]:
 def _raise_on_close(message: Message) -> None:
     if message["type"] == "websocket.close":
         raise WebSocketDisconnect(message.get("code", 1000), message.get("reason") or "")
+
+
+# -- the built-in server without a socket, and without waiting -----------------
+
+
+class MemoryTransport(asyncio.Transport):
+    """An ``asyncio.Transport`` in memory, for driving ``HttpProtocol`` directly.
+
+    ::
+
+        state = ServerState(app, loop=asyncio.get_running_loop(), clock=FakeClock())
+        protocol = HttpProtocol(state)
+        transport = MemoryTransport()
+        protocol.connection_made(transport)
+        protocol.data_received(b"GET / HTTP/1.1\\r\\nHost: t\\r\\n\\r\\n")
+        assert transport.data.startswith(b"HTTP/1.1 200 OK")
+
+    It records what the server writes (``writes``, joined: ``data``; set
+    ``record = False`` to drop writes, as the benchmarks do while timing), and
+    the transport calls a protocol makes: ``reading`` (False while paused),
+    ``eof_written`` (``write_eof``), ``closed`` (``close`` or ``abort``),
+    ``aborted``. ``buffered`` is what ``get_write_buffer_size`` reports: set it
+    to play a client that stopped reading. Nothing is ever delivered to the
+    protocol by the transport itself (no ``connection_lost``): the test calls
+    the protocol, as the event loop would.
+    """
+
+    def __init__(
+        self,
+        peername: Any = ("127.0.0.1", 50000),
+        sockname: Any = ("127.0.0.1", 3000),
+    ) -> None:
+        super().__init__({"peername": peername, "sockname": sockname})
+        self.writes: list[bytes] = []
+        self.record = True
+        self.reading = True
+        self.eof_written = False
+        self.closed = False
+        self.aborted = False
+        self.buffered = 0
+        self.write_buffer_limits: tuple[int | None, int | None] = (None, None)
+        self.protocol: asyncio.BaseProtocol | None = None
+
+    @property
+    def data(self) -> bytes:
+        """Everything written so far."""
+        return b"".join(self.writes)
+
+    def write(self, data: Any) -> None:
+        if self.record:
+            self.writes.append(bytes(data))
+
+    def write_eof(self) -> None:
+        self.eof_written = True
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self.write_buffer_limits = (high, low)
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_reading(self) -> bool:
+        return self.reading and not self.closed
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = self.aborted = True
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self.protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self.protocol  # type: ignore[return-value]
+
+
+class FakeTimer:
+    """A timer of ``FakeClock`` (``cancel()`` as an ``asyncio.TimerHandle``)."""
+
+    __slots__ = ("args", "callback", "cancelled", "when")
+
+    def __init__(self, when: float, callback: Callable[..., object], args: tuple[Any, ...]) -> None:
+        self.when = when
+        self.callback = callback
+        self.args = args
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class FakeClock:
+    """Monotonic time that only moves when a test advances it (a ``state.Clock``).
+
+    ``Server(app, port=0, clock=FakeClock())`` runs its ticker -- and so the
+    deadline of every connection (``h3lab.server.deadlines``) -- on this
+    clock: nothing expires until ``advance(seconds)``, which moves time
+    forward and fires every timer that falls due on the way, in order, each
+    at its own time (the ticker, re-arming itself, fires once per interval).
+    A deadline test then takes no wall-clock time and cannot be flaky.
+    """
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self._timers: list[tuple[float, int, FakeTimer]] = []
+        self._order = 0
+
+    def time(self) -> float:
+        return self.now
+
+    def call_later(self, delay: float, callback: Callable[..., object], *args: Any) -> FakeTimer:
+        timer = FakeTimer(self.now + max(0.0, delay), callback, args)
+        self._order += 1  # equal times fire in the order they were set
+        heapq.heappush(self._timers, (timer.when, self._order, timer))
+        return timer
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward by ``seconds``, firing the timers due on the way."""
+        if seconds < 0:
+            raise ValueError(f"a monotonic clock cannot go back (advance({seconds!r}))")
+        end = self.now + seconds
+        while self._timers and self._timers[0][0] <= end:
+            when, _, timer = heapq.heappop(self._timers)
+            self.now = when
+            if not timer.cancelled:
+                timer.callback(*timer.args)
+        self.now = end
+
+    @property
+    def pending(self) -> int:
+        """Timers set and neither fired nor cancelled."""
+        return sum(not timer.cancelled for _, _, timer in self._timers)

@@ -18,6 +18,7 @@ from h3lab import H3, Config, HTTPError, Response, Server
 from h3lab.event import H3Event
 from h3lab.server import http11
 from h3lab.server.protocol import ACTIVE, HttpProtocol
+from h3lab.testing import FakeClock, MemoryTransport
 from h3lab.utils.sse import EventStream
 from tests.conftest import raw_exchange
 from tests.hostile.conftest import parse_responses, reset
@@ -129,40 +130,23 @@ def test_header_encoding_rules() -> None:
     ]
 
 
-class _Transport:
-    def __init__(self) -> None:
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        pass
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
-
-    def set_write_buffer_limits(self, high: int | None = None) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-
 async def test_a_stuck_active_connection_has_a_deadline() -> None:
-    server = Server(H3(Config().replace(**{"limits.keepalive_timeout": 1.0})), "127.0.0.1", 0)
-    server.loop = asyncio.get_running_loop()
-    protocol = HttpProtocol(server)
-    transport = _Transport()
-    protocol.connection_made(transport)  # type: ignore[arg-type]
-    protocol.state, protocol.since = ACTIVE, server.now
-    protocol.check_deadlines(server.now + 0.5)
-    assert not transport.closed  # within the deadline
-    protocol.check_deadlines(server.now + 2)
-    assert transport.closed  # nothing runs, nothing is sent: closed, never hanging
+    clock = FakeClock()
+    app = H3(Config().replace(**{"limits.keepalive_timeout": 1.0}))
+    server = Server(app, "127.0.0.1", 0, clock=clock)
+    await server.start()
+    protocol = HttpProtocol(server.state)
+    transport = MemoryTransport()
+    protocol.connection_made(transport)
+    try:
+        protocol.state, protocol.since = ACTIVE, server.now
+        clock.advance(0.5)
+        assert not transport.closed  # within the deadline
+        clock.advance(1.5)
+        assert transport.closed  # nothing runs, nothing is sent: closed, never hanging
+    finally:
+        protocol.connection_lost(None)
+        await server.shutdown(0.1)
 
 
 # -- 4, 5, 8: hooks ----------------------------------------------------------------

@@ -92,7 +92,7 @@ async def test_every_request_has_its_own_task_and_context(transport: Any, preset
         live = await transport(app)
         assert await fetch_json(live.session, live.url + "/task") == {"task": True, "same": True}
         # A synchronous chain cannot await, so the built-in server runs it in its
-        # own context without a Task (deliberate: see h3lab.server.protocol);
+        # own context without a Task (deliberate: see h3lab.server.cycle);
         # an ASGI server gives every request a task.
         in_task = transport.name != "builtin"
         assert await fetch_json(live.session, live.url + "/task-sync") == {"task": in_task}

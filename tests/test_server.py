@@ -17,6 +17,7 @@ from h3lab import H3, Config, Server
 from h3lab.event import H3Event
 from h3lab.server import framing
 from h3lab.server.protocol import HttpProtocol
+from h3lab.testing import FakeClock, MemoryTransport
 from tests.conftest import raw_exchange
 
 GET_OK = b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -238,38 +239,186 @@ async def test_write_backpressure_bounds_a_slow_reader() -> None:
         await server.shutdown(1)
 
 
+# -- deadlines, on a fake clock (tests/hostile/test_slow.py has them end to end) --
+
+
+class Connected:
+    """A started server on a fake clock, and one connection to it in memory."""
+
+    def __init__(self, server: Server, clock: FakeClock) -> None:
+        self.server = server
+        self.clock = clock
+        self.protocol = HttpProtocol(server.state)
+        self.transport = MemoryTransport()
+        self.protocol.connection_made(self.transport)
+
+    def advance(self, seconds: float) -> None:
+        """Move the server's clock (its ticker, and so every deadline, fires on the way)."""
+        self.clock.advance(seconds)
+
+    async def close(self) -> None:
+        self.protocol.connection_lost(None)
+        await self.server.shutdown(0.1)
+
+
+async def connected(**limits: Any) -> Connected:
+    app, _ = make_app(Config().replace(**{f"limits.{k}": v for k, v in limits.items()}))
+    clock = FakeClock()
+    server = Server(app, "127.0.0.1", 0, clock=clock)
+    await server.start()
+    return Connected(server, clock)
+
+
 async def test_keep_alive_idle_timeout_closes() -> None:
-    server, _ = await serving(Config().replace("limits.keepalive_timeout", 0.2))
+    conn = await connected(keepalive_timeout=0.2)
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        writer.write(GET_OK)
-        await reader.readuntil(b"ok")
-        assert await asyncio.wait_for(reader.read(), 2) == b""  # closed by the server
-        writer.close()
+        conn.protocol.data_received(GET_OK)
+        assert statuses(conn.transport.data) == [200]
+        conn.advance(0.15)
+        assert not conn.transport.closed  # within the idle timeout
+        conn.advance(0.15)
+        assert conn.transport.closed and not conn.transport.eof_written  # closed, no answer due
     finally:
-        await server.shutdown(1)
+        await conn.close()
+
+
+async def test_keep_alive_idle_counts_from_the_end_of_the_last_response() -> None:
+    # A response still in the client's buffer is not idle time.
+    conn = await connected(keepalive_timeout=0.2, send_timeout=10)
+    try:
+        conn.protocol.data_received(GET_OK)
+        conn.transport.buffered = 100_000
+        conn.advance(0.1)
+        conn.transport.buffered = 50_000  # progress: the client reads, slowly
+        conn.advance(0.3)
+        assert not conn.transport.closed
+        conn.transport.buffered = 0  # all sent: idle from now on
+        conn.advance(0.15)
+        assert not conn.transport.closed
+        conn.advance(0.15)
+        assert conn.transport.closed
+    finally:
+        await conn.close()
 
 
 async def test_header_deadline_cuts_a_slowloris() -> None:
-    server, _ = await serving(Config().replace("limits.header_timeout", 0.3))
+    conn = await connected(header_timeout=0.3)
+    try:
+        conn.protocol.data_received(b"GET /ok HTTP/1.1\r\nHost: t\r\n")
+        # A header every 50 ms: an inactivity timer would never fire; the
+        # absolute deadline does, and the answer is followed by FIN (linger).
+        for _ in range(5):
+            conn.advance(0.05)
+            conn.protocol.data_received(b"X-a: b\r\n")
+        assert conn.transport.data == b""
+        conn.advance(0.2)
+        assert statuses(conn.transport.data) == [408]
+        assert b"Request header timeout" in conn.transport.data
+        assert conn.transport.eof_written and not conn.transport.closed
+    finally:
+        await conn.close()
+
+
+async def test_body_deadline_cuts_a_slow_post() -> None:
+    conn = await connected(body_timeout=0.3)
+    try:
+        conn.protocol.data_received(
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n"
+        )
+        for _ in range(5):
+            conn.advance(0.05)
+            conn.protocol.data_received(b"x")
+        assert conn.transport.data == b""
+        conn.advance(0.2)
+        assert statuses(conn.transport.data) == [408]
+        assert b"Request body timeout" in conn.transport.data
+    finally:
+        await conn.close()
+
+
+async def test_header_deadline_waits_while_we_do_not_read() -> None:
+    # Reading paused by the server (pipeline cap): the time is ours, not the client's.
+    conn = await connected(header_timeout=0.2, max_pipeline=2)
+    try:
+        conn.protocol.data_received(b"GET /slow/1 HTTP/1.1\r\nHost: t\r\n\r\n" * 3 + b"GET /ok")
+        assert not conn.transport.reading
+        conn.advance(1)
+        assert conn.transport.data == b""  # no 408: the handlers are still running
+        for _ in range(200):
+            if statuses(conn.transport.data) == [200, 200, 200]:
+                break
+            await asyncio.sleep(0.01)
+        assert conn.transport.reading  # read again: the head's clock runs from now
+        conn.advance(0.1)
+        assert statuses(conn.transport.data) == [200, 200, 200]
+        conn.advance(0.2)
+        assert statuses(conn.transport.data) == [200, 200, 200, 408]
+    finally:
+        await conn.close()
+
+
+async def test_linger_ends_after_a_refusal() -> None:
+    conn = await connected(linger_timeout=0.3)
+    try:
+        conn.protocol.data_received(b"GET /ok HTTP/1.1\r\nHost : t\r\n\r\n")
+        assert statuses(conn.transport.data) == [400] and conn.transport.eof_written
+        conn.protocol.data_received(GET_OK)  # discarded while lingering
+        assert statuses(conn.transport.data) == [400]
+        conn.advance(0.2)
+        assert not conn.transport.closed
+        conn.advance(0.2)
+        assert conn.transport.closed and not conn.transport.aborted
+    finally:
+        await conn.close()
+
+
+async def test_send_timeout_aborts_a_client_that_stopped_reading() -> None:
+    conn = await connected(send_timeout=0.5, keepalive_timeout=100, linger_timeout=0.2)
+    try:
+        conn.protocol.data_received(GET_OK)
+        conn.transport.buffered = 70_000  # and it never moves
+        conn.advance(0.4)
+        assert not conn.transport.closed
+        conn.advance(0.3)
+        assert conn.transport.aborted
+    finally:
+        await conn.close()
+
+
+async def test_keep_alive_idle_timeout_after_an_async_handler() -> None:
+    # A response produced by a Task must leave the connection idle (and so
+    # subject to the keep-alive timeout), not "active" forever.
+    conn = await connected(keepalive_timeout=0.2)
+    try:
+        conn.protocol.data_received(b"GET /slow/1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        for _ in range(200):  # the handler sleeps 50 ms of real time
+            if b"slow 1" in conn.transport.data:
+                break
+            await asyncio.sleep(0.01)
+        assert conn.transport.data.endswith(b"slow 1")
+        conn.advance(0.15)
+        assert not conn.transport.closed
+        conn.advance(0.15)
+        assert conn.transport.closed
+    finally:
+        await conn.close()
+
+
+async def test_linger_timeout_over_a_socket() -> None:
+    # The real ticker and a real client that neither reads to EOF nor closes.
+    server, _ = await serving(Config().replace("limits.linger_timeout", 0.3))
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        writer.write(b"GET /ok HTTP/1.1\r\nHost: t\r\n")
-        received = b""
-        # Keep trickling a header every 50 ms: an absolute deadline still cuts it,
-        # and the lingering close lets us read the 408 instead of a reset.
-        for _ in range(40):
-            await asyncio.sleep(0.05)
-            writer.write(b"X-a: b\r\n")
-            try:
-                received += await asyncio.wait_for(reader.read(4096), 0.001)
-            except TimeoutError:
-                continue
-            if received:
+        writer.write(b"GET /ok HTTP/1.1\r\nHost : t\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(), 2)  # up to the server's FIN
+        assert statuses(answer) == [400]
+        assert server.connections  # lingering: still open on our side
+        for _ in range(300):
+            if not server.connections:
                 break
-        assert statuses(received) == [408]
+            await asyncio.sleep(0.01)
+        assert not server.connections
         writer.close()
-        await still_serves(server)
     finally:
         await server.shutdown(1)
 
@@ -441,52 +590,14 @@ def test_unknown_method_line_and_rtsp_detection() -> None:
     assert not framing.rtsp_request_line(None, b"/x")
 
 
-class _Transport:
-    def __init__(self) -> None:
-        self.data = b""
-
-    def write(self, data: bytes) -> None:
-        self.data += data
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 1) if name == "peername" else default
-
-    def is_closing(self) -> bool:
-        return False
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def can_write_eof(self) -> bool:
-        return True
-
-    def write_eof(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
-
-
 async def test_head_bytes_counted_from_the_request_start_in_a_shared_read() -> None:
     # A read holding complete requests and the start of the next one: only the
     # next one's bytes count against its head limits.
     server, _ = await serving()
     try:
-        protocol = HttpProtocol(server)
-        transport = _Transport()
-        protocol.connection_made(transport)  # type: ignore[arg-type]
+        protocol = HttpProtocol(server.state)
+        transport = MemoryTransport()
+        protocol.connection_made(transport)
         partial = b"GET /ok HTTP/1.1\r\nHost: t\r\nX-Long: " + b"v" * 3000
         protocol.data_received(
             GET_OK * 20
@@ -506,20 +617,6 @@ async def test_head_bytes_counted_from_the_request_start_in_a_shared_read() -> N
         assert statuses(transport.data)[-1] == 414
     finally:
         await server.shutdown(0.1)
-
-
-async def test_keep_alive_idle_timeout_after_an_async_handler() -> None:
-    # A response produced by a Task must leave the connection idle (and so
-    # subject to the keep-alive timeout), not "active" forever.
-    server, _ = await serving(Config().replace("limits.keepalive_timeout", 0.2))
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-        writer.write(b"GET /slow/1 HTTP/1.1\r\nHost: t\r\n\r\n")
-        await asyncio.wait_for(reader.readuntil(b"slow 1"), 2)
-        assert await asyncio.wait_for(reader.read(), 3) == b""
-        writer.close()
-    finally:
-        await server.shutdown(1)
 
 
 async def test_shutdown_does_not_wait_for_idle_connections_after_async_handlers() -> None:

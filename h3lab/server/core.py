@@ -3,7 +3,9 @@
 One ticker callback runs a few times a second. It refreshes the cached clock
 and the Date header, enforces every connection's deadlines (header, body,
 keep-alive idle), trims the event pool and tells the memory strategy how many
-requests were served. Per-request code only reads ``server.now``.
+requests were served. Per-request code only reads ``state.now``
+(``h3lab.server.state``), refreshed from the clock the server was given
+(``time.monotonic`` unless a test injects ``h3lab.testing.FakeClock``).
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from h3lab.server import http11
 from h3lab.server.protocol import HttpProtocol
+from h3lab.server.state import Clock, ServerState, SystemClock
 from h3lab.server.websocket import WebSocketProtocol
 
 if TYPE_CHECKING:
@@ -57,6 +59,8 @@ class Server:
 
     ``async with Server(app, port=0) as server: ...`` starts it on an
     ephemeral port (``server.port``) and shuts it down gracefully on exit.
+    ``clock`` drives the ticker, and so every connection's deadlines: the
+    event loop's by default, ``h3lab.testing.FakeClock`` in tests.
     """
 
     def __init__(
@@ -69,6 +73,7 @@ class Server:
         reuse_port: bool = False,
         uds: str | None = None,
         ssl: ssl_module.SSLContext | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.app = app
         self.config = app.config
@@ -79,25 +84,13 @@ class Server:
         self.ssl = ssl
         self.reuse_port = reuse_port
         app.server = self
-        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
-        self.connections: set[HttpProtocol] = set()
-        self.requests = 0
-        self.accepted = 0
-        self.refused = 0
-        self.protocol_errors = 0
-        self.now = time.monotonic()
+        # What the connections share (limits, clock, counters, Date line...).
+        self.state = ServerState(app, clock=clock)
         self.started_at = 0.0
-        self.server_bytes = http11.server_header(self.config.server.server_header)
-        self.date_bytes = http11.date_header()
-        self.date_end = self.date_bytes + b"\r\n"
         self._date_second = int(time.time())
-        self.prefix_text = http11.fast_prefix(self.server_bytes, b"text/plain; charset=utf-8")
-        self.prefix_json = http11.fast_prefix(self.server_bytes, b"application/json")
-        self.prefix_bytes = http11.fast_prefix(self.server_bytes, b"application/octet-stream")
-        self.access_log = self.config.server.access_log
         self._listener: asyncio.base_events.Server | None = None
         self._started = False  # startup hooks ran: shutdown hooks are due
-        self._ticker: asyncio.TimerHandle | None = None
+        self._ticker: Any = None
         self._requests_at_last_tick = 0
         limits = self.config.limits
         shortest = min(
@@ -107,6 +100,53 @@ class Server:
             limits.linger_timeout,
         )
         self.tick_interval = min(0.5, max(0.02, shortest / 4))
+
+    # The shared state, read through the server as before (stats, tests,
+    # shutdown); the connections and the ticker use ``state`` itself.
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self.state.loop
+
+    @loop.setter
+    def loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.state.loop = loop
+
+    @property
+    def connections(self) -> set[Any]:
+        return self.state.connections
+
+    @property
+    def now(self) -> float:
+        return self.state.now
+
+    @property
+    def clock(self) -> Clock | None:
+        return self.state.clock
+
+    @property
+    def requests(self) -> int:
+        return self.state.requests
+
+    @property
+    def accepted(self) -> int:
+        return self.state.accepted
+
+    @property
+    def refused(self) -> int:
+        return self.state.refused
+
+    @property
+    def protocol_errors(self) -> int:
+        return self.state.protocol_errors
+
+    @property
+    def server_bytes(self) -> bytes:
+        return self.state.server_bytes
+
+    @property
+    def date_bytes(self) -> bytes:
+        return self.state.date_bytes
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -124,8 +164,11 @@ class Server:
             self.app.memory.close()
             raise
         self._started = True
-        self.now = time.monotonic()
-        self.started_at = self.now
+        state = self.state
+        if state.clock is None:
+            state.clock = SystemClock(self.loop)
+        state.now = state.clock.time()
+        self.started_at = time.monotonic()
         kwargs: dict[str, Any] = {"backlog": self.config.server.backlog}
         if self.ssl is not None:
             kwargs["ssl"] = self.ssl
@@ -134,20 +177,22 @@ class Server:
                 kwargs["sock"] = self.sock
                 if self.sock.family == socket.AF_UNIX:
                     self._listener = await self.loop.create_unix_server(
-                        lambda: HttpProtocol(self), **kwargs
+                        lambda: HttpProtocol(state), **kwargs
                     )
                 else:
                     self._listener = await self.loop.create_server(
-                        lambda: HttpProtocol(self), **kwargs
+                        lambda: HttpProtocol(state), **kwargs
                     )
             elif self.uds is not None:
                 _remove_stale_socket(self.uds)
                 self._listener = await self.loop.create_unix_server(
-                    lambda: HttpProtocol(self), path=self.uds, **kwargs
+                    lambda: HttpProtocol(state), path=self.uds, **kwargs
                 )
             else:
                 kwargs.update(host=self.host, port=self.port, reuse_port=self.reuse_port or None)
-                self._listener = await self.loop.create_server(lambda: HttpProtocol(self), **kwargs)
+                self._listener = await self.loop.create_server(
+                    lambda: HttpProtocol(state), **kwargs
+                )
         except OSError as exc:
             await self._run_shutdown_hooks()
             self.app.memory.close()
@@ -157,7 +202,7 @@ class Server:
             self.host, self.port = address[0], address[1]
         else:
             self.uds = address or self.uds
-        self._ticker = self.loop.call_later(self.tick_interval, self._tick)
+        self._ticker = state.clock.call_later(self.tick_interval, self._tick)
 
     async def __aenter__(self) -> Server:
         await self.start()
@@ -182,13 +227,16 @@ class Server:
         return f"{'https' if self.ssl is not None else 'http'}://{host}:{self.port}"
 
     def _tick(self) -> None:
-        now = self.now = time.monotonic()
+        """Refresh the clock and the Date line, apply every deadline, trim, re-arm."""
+        state = self.state
+        clock = state.clock
+        assert clock is not None  # set by start()
+        now = state.now = clock.time()
         second = int(time.time())
         if second != self._date_second:
             self._date_second = second
-            self.date_bytes = http11.date_header()
-            self.date_end = self.date_bytes + b"\r\n"
-        for conn in list(self.connections):
+            state.refresh_date()
+        for conn in list(state.connections):
             try:
                 conn.check_deadlines(now)
             except Exception:  # one connection's bug must not stop every deadline
@@ -201,7 +249,7 @@ class Server:
         if served:
             self._requests_at_last_tick = self.requests
             self.app.memory.on_requests(served)
-        self._ticker = self.loop.call_later(self.tick_interval, self._tick)
+        self._ticker = clock.call_later(self.tick_interval, self._tick)
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Stop accepting, close idle connections, let in-flight requests finish.

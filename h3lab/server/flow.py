@@ -8,9 +8,10 @@ while the write buffer is full: the server's memory stays bounded by the
 buffer's high-water mark however slowly the client reads.
 
 Pausing the transport stops *future* reads only: the protocol holds the rest
-of a read that was already delivered (``HttpProtocol``'s held input) and
-parses it when reading resumes, so neither reason is undone by one large
-read full of pipelined requests.
+of a read that was already delivered (feeding it to ``Held`` instead of the
+parser, see ``h3lab.server.reading``) and parses it when reading resumes, so
+neither reason is undone by one large read full of pipelined requests. A
+connection that will never parse another byte feeds them to ``DISCARD``.
 """
 
 from __future__ import annotations
@@ -79,3 +80,31 @@ class FlowControl:
         if self._drained is not None:
             self._drained.set()
             self._drained = None
+
+
+# -- held input ----------------------------------------------------------------
+
+
+class Held:
+    """Bytes that arrived while reading was paused, parsed when it resumes."""
+
+    __slots__ = ("data", "eof")
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.eof = False
+
+    def feed_data(self, data: bytes) -> None:
+        self.data += data
+
+
+class Discard:
+    """The parser of a connection that will never interpret another byte."""
+
+    __slots__ = ()
+
+    def feed_data(self, data: bytes) -> None:
+        pass
+
+
+DISCARD = Discard()

@@ -20,6 +20,7 @@ import pytest
 
 from h3lab import Config, Server
 from h3lab.server.protocol import HttpProtocol
+from h3lab.testing import MemoryTransport
 from tests.conftest import STRATEGY_CONFIGS
 from tests.hostile.app import make_app
 from tests.hostile.conftest import PRESET_NAMES, exchange, parse_responses, still_serves
@@ -88,54 +89,14 @@ async def test_each_response_carries_only_its_own_request(
 # -- route cache, through the server's parser (no sockets) ----------------------
 
 
-class NullTransport:
-    """The least a transport must do for HttpProtocol (counts bytes written)."""
-
-    def __init__(self) -> None:
-        self.written = 0
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.written += len(data)
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 1) if name == "peername" else default
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def can_write_eof(self) -> bool:
-        return True
-
-    def write_eof(self) -> None:
-        self.closed = True
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-
-
-async def in_process(preset: str) -> tuple[Server, HttpProtocol, NullTransport]:
+async def in_process(preset: str) -> tuple[Server, HttpProtocol, MemoryTransport]:
     app, _ = make_app(Config.preset(preset))
     server = Server(app, "127.0.0.1", 0)
     await server.start()
-    protocol = HttpProtocol(server)
-    transport = NullTransport()
-    protocol.connection_made(transport)  # type: ignore[arg-type]
+    protocol = HttpProtocol(server.state)
+    transport = MemoryTransport()
+    transport.record = False  # 100,000s of responses: only whether it closed matters
+    protocol.connection_made(transport)
     return server, protocol, transport
 
 

@@ -1,11 +1,12 @@
 """The server's own cost per request, parsing included, without sockets.
 
 ``bench_protocol`` feeds batches of pipelined keep-alive GETs into
-``HttpProtocol.data_received`` over an in-memory transport, so one operation
-is everything the server does in Python for a request: httptools callbacks,
-limits, event fill, routing, middleware, conversion, response bytes, pool
-release. Kernel and socket costs are left out on purpose -- they are the same
-for every configuration and are what makes loopback load runs noisy.
+``HttpProtocol.data_received`` over ``h3lab.testing.MemoryTransport``, with
+a bare ``ServerState`` (no listener), so one operation is everything the
+server does in Python for a request: httptools callbacks, limits, event
+fill, routing, middleware, conversion, response bytes, pool release.
+Kernel and socket costs are left out on purpose -- they are the same for
+every configuration and are what makes loopback load runs noisy.
 
 The ``raw`` case is the floor: a bare httptools parser that answers every
 request with one fixed byte string, the least any Python server built on
@@ -40,43 +41,6 @@ _RAW_RESPONSE = (
     b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 13\r\n\r\nHello, World!"
 )
 _PATHS = {"/plaintext": "/plaintext", "/json": "/json", "/users/:id": "/users/42"}
-
-
-class MemoryTransport(asyncio.Transport):
-    """Counts what the server writes; never blocks, never closes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[bytes] = []
-        self.keep = True
-
-    def write(self, data: Any) -> None:
-        if self.keep:
-            self.writes.append(bytes(data))
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 50000) if name == "peername" else default
-
-    def is_closing(self) -> bool:
-        return False
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
 
 
 def _batch(path: str) -> bytes:
@@ -193,7 +157,7 @@ def _task_start_cases(loop: asyncio.AbstractEventLoop) -> list[Case]:
 class _RawProtocol:
     """The floor: parse, then write one constant response per request."""
 
-    def __init__(self, transport: MemoryTransport) -> None:
+    def __init__(self, transport: Any) -> None:
         self.transport = transport
         self.parser = httptools.HttpRequestParser(self)
         self.headers: list[tuple[bytes, bytes]] = []
@@ -222,8 +186,10 @@ def bench_protocol(
     from h3lab.bench.apps import build_app
     from h3lab.bench.results import config_columns
     from h3lab.config import PRESETS, Config
-    from h3lab.server.core import Server, _loop_factory
+    from h3lab.server.core import _loop_factory
     from h3lab.server.protocol import HttpProtocol
+    from h3lab.server.state import ServerState
+    from h3lab.testing import MemoryTransport
 
     loop = _loop_factory("auto")()  # uvloop where installed, as h3lab serve runs
     cases = []
@@ -231,16 +197,16 @@ def bench_protocol(
         config = Config.preset(preset)
         app = build_app(config)
         app.prepare()
-        server = Server(app, "127.0.0.1", 0)
-        server.loop = loop
+        # What a connection needs of a server, with no listener: ServerState.
+        state = ServerState(app, loop=loop)
         for endpoint in endpoints:
             transport = MemoryTransport()
-            protocol = HttpProtocol(server)
+            protocol = HttpProtocol(state)
             protocol.connection_made(transport)
             batch = _batch(_PATHS[endpoint])
             _in_loop(loop, lambda _, p=protocol, b=batch: p.data_received(b) or 1)(1)
             _check(transport.writes, f"protocol {preset} {endpoint}")
-            transport.keep = False
+            transport.record = False
             cases.append(
                 Case(
                     "protocol",
@@ -259,7 +225,7 @@ def bench_protocol(
         batch = _batch(_PATHS[endpoint])
         raw.parser.feed_data(batch)
         _check(transport.writes, f"protocol raw {endpoint}")
-        transport.keep = False
+        transport.record = False
         cases.append(
             Case(
                 "protocol",
