@@ -26,7 +26,6 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable
-from types import CoroutineType
 from typing import Any
 
 from h3lab.datastructures import Headers, QueryParams
@@ -36,10 +35,6 @@ logger = logging.getLogger("h3lab")
 
 _UNSET: Any = object()
 _NO_HEADERS: Any = ()  # immutable: the server assigns a fresh list per request
-
-
-async def _ready(value: Any) -> Any:
-    return value
 
 
 class H3Event:
@@ -62,9 +57,6 @@ class H3Event:
         "http_version",
         "keep_alive",
         "method",
-        "mw_chain",
-        "mw_index",
-        "next",
         "params",
         "path",
         "query_string",
@@ -108,14 +100,6 @@ class H3Event:
         self.params: dict[str, str] = {}
         self.status = 200
         self.route = None
-        self.mw_index = 0
-        self.mw_chain = None
-        # Under the ``fast`` middleware strategy, ``next`` is this event's bound
-        # ``_call_next`` (a cursor into the compiled chain): one bound method per
-        # request that has onion middleware, instead of a closure per layer.
-        # It is dropped at reset: kept on the object it would be a reference
-        # cycle (event -> method -> event) that only the cyclic GC can free.
-        self.next: Any = None
         self._raw_headers = _NO_HEADERS
         self._headers = None
         self._query = None
@@ -166,12 +150,6 @@ class H3Event:
                 # The request ended while this was pending: release now.
                 pool, self._release_to = self._release_to, None
                 pool.release(self)
-
-    def _call_next(self) -> Any:
-        result = self.mw_chain.step(self)
-        if type(result) is CoroutineType or hasattr(result, "__await__"):
-            return result
-        return _ready(result)
 
     # -- request -----------------------------------------------------------
 
