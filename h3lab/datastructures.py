@@ -23,12 +23,6 @@ class Headers(Mapping[str, str]):
         ]
         self._map: dict[str, str] | None = None
 
-    @classmethod
-    def from_pairs(cls, pairs: list[tuple[str, str]]) -> Headers:
-        headers = cls()
-        headers._items = [(name.lower(), value) for name, value in pairs]
-        return headers
-
     def _mapping(self) -> dict[str, str]:
         if self._map is None:
             first: dict[str, str] = {}
