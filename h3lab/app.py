@@ -34,7 +34,7 @@ from typing import Any
 from h3lab.callables import is_async_callable
 from h3lab.config import Config
 from h3lab.errors import HTTPError
-from h3lab.event import H3Event
+from h3lab.event import NO_PARAMS, H3Event
 from h3lab.json_encoding import make_json_encoder
 from h3lab.memory import make_memory
 from h3lab.methods import METHODS
@@ -405,6 +405,8 @@ class H3:
             if match is None:
                 if self._stats_path is not None and event.route_path == self._stats_path:
                     return self._stats_response, True
+                if event.params is NO_PARAMS:  # a mount keeps the outer route's
+                    event.params = {}
                 return self._not_found_chain, self._not_found_sync  # type: ignore[return-value]
         route, params = match
         event.route = route
@@ -424,6 +426,8 @@ class H3:
         if match is None:
             if self._stats_path is not None and event.route_path == self._stats_path:
                 return self._stats_response(event)
+            if event.params is NO_PARAMS:
+                event.params = {}
             value = self._not_found_chain(event)  # type: ignore[misc]
         else:
             event.route, event.params = match

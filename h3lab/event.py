@@ -26,7 +26,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable
-from types import CoroutineType
+from types import MappingProxyType
 from typing import Any
 
 from h3lab.datastructures import Headers, QueryParams
@@ -36,15 +36,16 @@ logger = logging.getLogger("h3lab")
 
 _UNSET: Any = object()
 _NO_HEADERS: Any = ()  # immutable: the server assigns a fresh list per request
-
-
-async def _ready(value: Any) -> Any:
-    return value
+# What ``params`` is before routing: empty and read-only, shared by every idle
+# event, so a reset allocates no dict. Routing assigns the route's own dict
+# (``app.resolve``), and a request that matches no route gets a fresh ``{}``.
+NO_PARAMS: Any = MappingProxyType({})
 
 
 class H3Event:
     __slots__ = (
         "_body",
+        "_built",
         "_context",
         "_cookies",
         "_form",
@@ -62,9 +63,6 @@ class H3Event:
         "http_version",
         "keep_alive",
         "method",
-        "mw_chain",
-        "mw_index",
-        "next",
         "params",
         "path",
         "query_string",
@@ -78,26 +76,26 @@ class H3Event:
 
     def __init__(self, app: Any = None) -> None:
         self.app = app
-        self.conn: Any = None
-        self.remote: Any = None
         # "http"/"https" when the transport says (ASGI's scope); None: ask the
-        # connection. Not in _reset_fields: the built-in server never sets it,
-        # and the ASGI adapter clears it itself, so plain requests pay nothing.
+        # connection. Not reset: the built-in server never sets it, and the
+        # ASGI adapter clears it itself, so plain requests pay nothing.
         self.scheme: str | None = None
-        # Inside a mounted H3 sub-app: (whole path, whole raw path, the raw
-        # prefix stripped), set and restored by h3lab.mount; None elsewhere.
-        self._mount: tuple[str, str, str] | None = None
         # The ASGI scope under the ASGI adapter (which sets and clears it), so
         # a mounted ASGI app gets the outer scope forwarded; None elsewhere.
         self.asgi_scope: dict[str, Any] | None = None
-        self._waiting: set[asyncio.Future[Any]] | None = None
-        self._release_to: Any = None
-        self._reset_fields()
+        self._built = True  # so that reset sets the lazily built fields too
+        self.reset()
 
-    def _reset_fields(self) -> None:
-        # PERF: runs twice per request (init/reset); only immutable values or
-        # None here -- the server assigns fresh containers when it fills the
-        # event, and mutable per-request containers are built lazily.
+    def reset(self) -> None:
+        """Forget the request entirely (called before the event is pooled).
+
+        PERF: one frame, no allocation, and the fields only a few requests
+        ever build (``_built``: headers mapping, query, context, cookies,
+        parsed body, staged response headers, ``wait_until`` work) are
+        cleared only when one of them was built. Every other field is stored
+        on every reset: the transports fill them all, but a field forgotten
+        here would carry one client's request into the next.
+        """
         self.method = "GET"
         self.path = "/"
         self.raw_path = "/"
@@ -105,35 +103,30 @@ class H3Event:
         self.query_string = ""
         self.http_version = "1.1"
         self.keep_alive = True
-        self.params: dict[str, str] = {}
+        self.params: dict[str, str] = NO_PARAMS
         self.status = 200
-        self.route = None
-        self.mw_index = 0
-        self.mw_chain = None
-        # Under the ``fast`` middleware strategy, ``next`` is this event's bound
-        # ``_call_next`` (a cursor into the compiled chain): one bound method per
-        # request that has onion middleware, instead of a closure per layer.
-        # It is dropped at reset: kept on the object it would be a reference
-        # cycle (event -> method -> event) that only the cyclic GC can free.
-        self.next: Any = None
+        self.route: Any = None
         self._raw_headers = _NO_HEADERS
-        self._headers = None
-        self._query = None
-        self._context = None
         self._body = b""
-        self._json = _UNSET
-        self._form = None
-        self._cookies = None
-        self._resp_headers = None
-
-    def reset(self) -> None:
-        """Forget the request entirely (called before the event is pooled)."""
-        self._reset_fields()
-        self.conn = None
-        self.remote = None
-        self._mount = None  # restored by the mount itself; this is the safety net
-        self._waiting = None
-        self._release_to = None
+        self.conn: Any = None
+        self.remote: Any = None
+        # Inside a mounted H3 sub-app: (whole path, whole raw path, the raw
+        # prefix stripped), set and restored by h3lab.mount; None elsewhere
+        # (restored by the mount itself; this is the safety net).
+        self._mount: tuple[str, str, str] | None = None
+        if self._built:
+            # Every writer of these sets _built (the accessors below, and
+            # wait_until); tests/test_pool.py touches each one alone.
+            self._built = False
+            self._headers: Headers | None = None
+            self._query: QueryParams | None = None
+            self._context: dict[str, Any] | None = None
+            self._json: Any = _UNSET
+            self._form: Any = None
+            self._cookies: dict[str, str] | None = None
+            self._resp_headers: list[tuple[str, str]] | None = None
+            self._waiting: set[asyncio.Future[Any]] | None = None
+            self._release_to: Any = None
 
     # -- lifetime ----------------------------------------------------------
 
@@ -149,6 +142,7 @@ class H3Event:
         waiting = self._waiting
         if waiting is None:
             waiting = self._waiting = set()
+            self._built = True
         waiting.add(future)
         future.add_done_callback(self._wait_done)
         app = self.app
@@ -167,12 +161,6 @@ class H3Event:
                 pool, self._release_to = self._release_to, None
                 pool.release(self)
 
-    def _call_next(self) -> Any:
-        result = self.mw_chain.step(self)
-        if type(result) is CoroutineType or hasattr(result, "__await__"):
-            return result
-        return _ready(result)
-
     # -- request -----------------------------------------------------------
 
     @property
@@ -181,6 +169,7 @@ class H3Event:
         headers = self._headers
         if headers is None:
             headers = self._headers = Headers(self._raw_headers)
+            self._built = True
         return headers
 
     @property
@@ -206,6 +195,7 @@ class H3Event:
         query = self._query
         if query is None:
             query = self._query = QueryParams(self.query_string)
+            self._built = True
         return query
 
     @property
@@ -214,6 +204,7 @@ class H3Event:
         context = self._context
         if context is None:
             context = self._context = {}
+            self._built = True
         return context
 
     @property
@@ -223,6 +214,7 @@ class H3Event:
             from h3lab.utils.cookies import parse_cookie_header
 
             cookies = self._cookies = {}
+            self._built = True
             # The first occurrence of a name wins, across Cookie headers as within one.
             for header in self.headers.getall("cookie"):
                 for name, value in parse_cookie_header(header).items():
@@ -250,6 +242,7 @@ class H3Event:
                 raise HTTPError(400, "Invalid JSON body", {"reason": "empty body"})
             try:
                 self._json = json.loads(self._body)
+                self._built = True
             except (ValueError, UnicodeDecodeError) as exc:
                 raise HTTPError(400, "Invalid JSON body", {"reason": str(exc)}) from None
             except RecursionError:
@@ -264,6 +257,7 @@ class H3Event:
             from h3lab.utils.form import parse_form
 
             self._form = parse_form(self.headers.get("content-type", ""), self._body)
+            self._built = True
         return self._form
 
     def _charset(self) -> str:
@@ -287,6 +281,7 @@ class H3Event:
         headers = self._resp_headers
         if headers is None:
             self._resp_headers = [(name, str(value))]
+            self._built = True
             return
         lower = name.lower()
         headers[:] = [(k, v) for k, v in headers if k.lower() != lower]
@@ -296,12 +291,14 @@ class H3Event:
         """Add a response header, keeping earlier values of that name."""
         if self._resp_headers is None:
             self._resp_headers = []
+            self._built = True
         self._resp_headers.append((name, str(value)))
 
     @property
     def response_headers(self) -> list[tuple[str, str]]:
         if self._resp_headers is None:
             self._resp_headers = []
+            self._built = True
         return self._resp_headers
 
     def set_cookie(self, name: str, value: str, **options: Any) -> None:

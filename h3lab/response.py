@@ -97,15 +97,25 @@ class Response:
         if not isinstance(status, int) or not 100 <= status <= 999:
             raise ValueError(f"Response status must be an int in 100..999, got {status!r}")
         self.status = status
-        if headers is None:
-            header_list: list[tuple[str, str]] = []
-        elif isinstance(headers, Mapping):
-            header_list = [(str(k), str(v)) for k, v in headers.items()]
-        else:
+        # PERF: exact-type tests first (no ABC isinstance for the usual list
+        # or None); every header pair is still copied as (str, str).
+        header_list: list[tuple[str, str]]
+        if not headers:
+            header_list = []
+        elif type(headers) is list or not isinstance(headers, Mapping):
             header_list = [(str(k), str(v)) for k, v in headers]
+        else:
+            header_list = [(str(k), str(v)) for k, v in headers.items()]
         default_type: str | None
-        if body is None:
-            self.body: bytes | AsyncIterable[Any] = b""
+        kind = type(body)
+        if kind is bytes:
+            self.body: bytes | AsyncIterable[Any] = body
+            default_type = BINARY_TYPE
+        elif kind is str:
+            self.body = body.encode()
+            default_type = TEXT_TYPE
+        elif body is None:
+            self.body = b""
             default_type = None
         elif isinstance(body, bytes):
             self.body = body
@@ -125,7 +135,9 @@ class Response:
         else:
             raise TypeError(f"Response body cannot be a {type(body).__name__}")
         content_type = media_type or default_type
-        if content_type and not any(k.lower() == "content-type" for k, _ in header_list):
+        if content_type and not (
+            header_list and any(k.lower() == "content-type" for k, _ in header_list)
+        ):
             header_list.append(("content-type", content_type))
         self.headers = header_list
 
@@ -180,9 +192,15 @@ def to_response(
                 merged.append((name, val))
         return value.with_headers(merged)
     status = event.status
-    headers = list(event._resp_headers) if event._resp_headers else []
+    # Response copies the staged pairs itself: the event's list is never shared.
+    headers = event._resp_headers
     if value is None:
         return Response(None, 204 if status == 200 else status, headers)
+    kind = type(value)
+    if kind is dict or kind is list:  # PERF: the usual JSON values, without the isinstance chain
+        return Response(encode_json(value), status, headers, media_type=JSON_TYPE)
+    if kind is str:
+        return Response(value, status, headers)
     if isinstance(value, dict | list | bool | int | float):
         return Response(encode_json(value), status, headers, media_type=JSON_TYPE)
     if isinstance(value, str | bytes | bytearray | memoryview):

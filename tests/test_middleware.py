@@ -143,6 +143,41 @@ async def test_next_called_twice_is_an_error(execution: str) -> None:
     assert response.status == 500
 
 
+async def test_next_belongs_to_the_run_of_its_own_request(execution: str) -> None:
+    # The chain's position lives with one run of the chain, not on the (pooled)
+    # event: a next() kept past its request never runs another request's chain,
+    # and two requests in flight on one app each go their own way.
+    app = make_app(execution)
+    kept: list[Any] = []
+    gate = asyncio.Event()
+
+    async def keep(event: H3Event, next: Any) -> Any:
+        kept.append(next)
+        if event.path == "/slow":
+            await gate.wait()
+        return await next()
+
+    async def tag(event: H3Event, next: Any) -> Any:
+        event.set_header("x-path", event.path)
+        return await next()
+
+    app.use(keep)
+    app.use(tag)
+    app.get("/slow", lambda e: "slow")
+    app.get("/fast", lambda e: "fast")
+    slow = asyncio.ensure_future(call(app, "GET", "/slow"))
+    await asyncio.sleep(0)
+    fast = await call(app, "GET", "/fast")
+    gate.set()
+    slow_response = await slow
+    assert (fast.body, fast.header("x-path")) == (b"fast", "/fast")
+    assert (slow_response.body, slow_response.header("x-path")) == (b"slow", "/slow")
+    assert len(kept) == 2
+    for next in kept:
+        with pytest.raises(NextCalledTwice):
+            await next()
+
+
 async def test_prefix_scope_and_route_middleware(execution: str) -> None:
     app = make_app(execution)
 

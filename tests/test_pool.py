@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+from typing import Any
+
 import pytest
 
 from h3lab import H3
@@ -54,6 +58,57 @@ async def test_nothing_leaks_to_the_next_request(pool: object) -> None:
     second = pool.acquire()  # type: ignore[attr-defined]
     _assert_clean(second)
     assert await second.body() == b""
+
+
+async def _touch_json(event: H3Event) -> None:
+    event._body = b'{"card": "4111"}'
+    assert await event.json() == {"card": "4111"}
+
+
+async def _touch_form(event: H3Event) -> None:
+    event._raw_headers = [(b"Content-Type", b"application/x-www-form-urlencoded")]
+    event._body = b"card=4111"
+    assert (await event.form())["card"] == "4111"
+
+
+# Every way a lazily built field gets a value. ``reset`` clears those fields
+# only when one of them was built, so each one must say so on its own.
+LAZY_WRITERS: dict[str, Any] = {
+    "headers": lambda e: e.headers,
+    "query": lambda e: e.query,
+    "context": lambda e: e.context.update(user="alice"),
+    "cookies": lambda e: e.cookies,
+    "json": _touch_json,
+    "form": _touch_form,
+    "set_header": lambda e: e.set_header("x-user", "alice"),
+    "append_header": lambda e: e.append_header("x-user", "alice"),
+    "response_headers": lambda e: e.response_headers.append(("x-user", "alice")),
+    "set_cookie": lambda e: e.set_cookie("session", "alice"),
+    "delete_cookie": lambda e: e.delete_cookie("session"),
+}
+
+
+@pytest.mark.parametrize("writer", list(LAZY_WRITERS.values()), ids=list(LAZY_WRITERS))
+async def test_each_lazily_built_field_alone_is_cleared(pool: object, writer: Any) -> None:
+    event = pool.acquire()  # type: ignore[attr-defined]
+    event._raw_headers = [(b"Cookie", b"session=alice")]
+    event.query_string = "token=abc"
+    result = writer(event)
+    if inspect.isawaitable(result):
+        await result
+    pool.release(event)  # type: ignore[attr-defined]
+    _assert_clean(pool.acquire())  # type: ignore[attr-defined]
+
+
+async def test_wait_until_work_is_cleared_when_it_releases_the_event(pool: object) -> None:
+    event = pool.acquire()  # type: ignore[attr-defined]
+    event.query_string = "token=abc"
+    future = event.wait_until(asyncio.sleep(0))
+    pool.release(event)  # type: ignore[attr-defined]  # deferred: the work is pending
+    await future
+    await asyncio.sleep(0)  # the done callbacks, the last of which releases the event
+    assert type(event).__name__ == "ReleasedEvent"
+    _assert_clean(pool.acquire())  # type: ignore[attr-defined]
 
 
 def test_bounded_pool_reuses_and_counts() -> None:
