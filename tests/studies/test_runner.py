@@ -14,6 +14,8 @@ from nbformat.v4 import new_code_cell, new_notebook
 from h3lab.cli import main
 from h3lab.studies import registry, runner
 
+from .conftest import TINY_BODY, tiny_notebook
+
 pytestmark = pytest.mark.notebooks
 
 
@@ -158,12 +160,17 @@ def test_a_failing_cell_exits_non_zero_naming_notebook_cell_and_error(
 
 
 def test_a_cell_timeout_is_a_failure_too(tiny_repo: Path) -> None:
+    # Cell 2 is a light one and the setup cell (pandas, altair: seconds on a busy
+    # machine) comes after the sleeping cell 3: the per-cell timeout can be short
+    # and still only ever expire in cell 3.
+    setup, sleeping, *rest = TINY_BODY
+    tiny_notebook(tiny_repo / "notebooks" / "99_tiny.ipynb", ["import time", sleeping, setup, *rest])
     study = registry.get("tiny")
     result = runner.run_study(
         study,
         {"sleep": "120"},
         root=tiny_repo / "runs",
-        execution_timeout=30,  # the setup cell (imports) must fit even on a busy machine
+        execution_timeout=5,
         progress=False,
         html=False,
     )
