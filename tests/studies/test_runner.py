@@ -164,7 +164,9 @@ def test_a_cell_timeout_is_a_failure_too(tiny_repo: Path) -> None:
     # machine) comes after the sleeping cell 3: the per-cell timeout can be short
     # and still only ever expire in cell 3.
     setup, sleeping, *rest = TINY_BODY
-    tiny_notebook(tiny_repo / "notebooks" / "99_tiny.ipynb", ["import time", sleeping, setup, *rest])
+    tiny_notebook(
+        tiny_repo / "notebooks" / "99_tiny.ipynb", ["import time", sleeping, setup, *rest]
+    )
     study = registry.get("tiny")
     result = runner.run_study(
         study,
