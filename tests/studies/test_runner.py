@@ -180,3 +180,13 @@ def test_a_cell_timeout_is_a_failure_too(tiny_repo: Path) -> None:
     assert result.failure.cell_index == 3
     assert "Timeout" in result.failure.ename or "timed out" in result.failure.evalue.lower()
     assert result.notebook.is_file()
+
+
+def test_each_kernel_gets_socket_files_of_its_own() -> None:
+    # Not kernel-ipc-N in the working directory, picked by looking for free names:
+    # two study runs (or pytest-xdist workers) starting kernels at once took the same.
+    manager = runner.ipc_kernel_manager()
+    first, second = manager(kernel_name="python3"), manager(kernel_name="python3")
+    assert first.transport == second.transport == "ipc"
+    assert first.ip != second.ip
+    assert Path(first.ip).is_absolute() and Path(first.ip).parent != Path.cwd()
