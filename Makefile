@@ -20,8 +20,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check h3lab tests
 	$(BIN)/mypy
 
+# Several workers (pytest-xdist): the suite mostly waits on servers, kernels and sockets, so
+# more workers than cores pays; tests/scheduling.py hands the longest out first.
+TEST_WORKERS ?= 4
+
 test: $(STAMP) lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # Serving needs only the core install: a small venv of its own, not the research stack.
 SERVE_VENV ?= .venv-serve

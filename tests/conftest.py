@@ -25,6 +25,7 @@ import uvicorn
 
 from h3lab import H3, Config, Server
 from h3lab.config import PRESETS, strategy_names
+from tests import scheduling
 
 FAMILIES = {
     "router": "router.matching",
@@ -53,6 +54,17 @@ def _strategy_configs() -> list[tuple[str, Config]]:
 
 
 STRATEGY_CONFIGS = _strategy_configs()
+
+
+# tryfirst: xdist's own hook (registered after this conftest) tags grouped node ids.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist: longest tests first, module fixtures kept on one worker
+    (tests/scheduling.py)."""
+    workers = scheduling.under_xdist()
+    if workers:
+        scheduling.group_module_fixtures(items)
+        scheduling.arrange(items, workers)
 
 
 @pytest.fixture(params=[c for _, c in STRATEGY_CONFIGS], ids=[i for i, _ in STRATEGY_CONFIGS])

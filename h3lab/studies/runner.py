@@ -342,12 +342,41 @@ def ipc_kernel_manager() -> type:
     ipykernel has no reason to warn "Kernel is running over TCP without
     encryption" at every study run (the warning is right for TCP: the fix is
     not to use TCP, not to hide the message).
+
+    Each kernel's socket files get a name of their own in the temporary
+    directory. jupyter_client's default, ``kernel-ipc-1`` ... ``-5`` in the
+    working directory (the repository root for every study), is chosen by
+    looking for free names: two kernels started at once -- two study runs,
+    pytest-xdist workers -- took the same files and read each other's
+    messages ("Invalid Signature", "Kernel didn't respond").
     """
+    import glob
+    import tempfile
+    import uuid
+
     from jupyter_client import AsyncKernelManager
-    from traitlets import CaselessStrEnum
+    from jupyter_client.utils import run_sync
+    from traitlets import CaselessStrEnum, default
 
     class IPCKernelManager(AsyncKernelManager):
         transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+        @default("ip")
+        def _ip_default(self) -> str:
+            if self.transport != "ipc":
+                return str(super()._ip_default())
+            name = f"h3lab-kernel-{uuid.uuid4().hex[:16]}-ipc"
+            return os.path.join(tempfile.gettempdir(), name)
+
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:
+            await super()._async_cleanup_resources(restart=restart)
+            if not restart and self.transport == "ipc":
+                # the files of every port, even ones the manager no longer lists
+                for path in glob.glob(glob.escape(self.ip) + "-*"):
+                    with suppress(OSError):
+                        os.remove(path)
+
+        cleanup_resources = run_sync(_async_cleanup_resources)
 
     return IPCKernelManager
 

@@ -40,12 +40,13 @@ run.figure(chart, "line")""",
 ]
 
 
-def tiny_notebook(path: Path) -> Path:
+def tiny_notebook(path: Path, body: list[str] | None = None) -> Path:
+    """The tiny study (``body``: other code cells after the parameters, default ``TINY_BODY``)."""
     cells = [new_markdown_cell("# Tiny study\n\nA notebook for the runner tests.")]
     params = new_code_cell(TINY_PARAMS)
     params.metadata["tags"] = ["parameters"]
     cells.append(params)
-    cells += [new_code_cell(src) for src in TINY_BODY]
+    cells += [new_code_cell(src) for src in (TINY_BODY if body is None else body)]
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {
         "name": "python3",

@@ -1,20 +1,22 @@
 """Every study notebook: committed clean, and runnable end to end in quick mode.
 
 The execution tests run each notebook through papermill with ``quick=True``
-into one temporary runs folder, measurements first and summaries (``00_*``)
-last so the summary reads the runs just made, as ``h3lab study all`` does.
+into one temporary runs folder; the summaries (``00_*``) read the runs just
+made, as after ``h3lab study all`` (they wait for them under pytest-xdist).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import nbformat
 import pandas as pd
 import pytest
 
-from h3lab.studies import registry, runner
+from h3lab.studies import headline, registry, runner
 
 STUDIES = registry.run_order(registry.discover())
 IDS = [s.slug for s in STUDIES]
@@ -64,17 +66,70 @@ def test_exactly_one_parameters_cell_with_the_contract(study: registry.Study) ->
 
 # -- execution (quick) ------------------------------------------------------------------------------
 
+# Under pytest-xdist (``make test``) these runs happen on several workers at once.
+# They all write into one runs folder shared by the session's workers (the
+# parent of a worker's basetemp), and each leaves a marker when its run is over
+# (ok or not). The readers -- the summary notebook, which reads the measurements'
+# runs, and the report test, which reads them all -- first wait for the runs of
+# this session they read; tests/conftest.py hands them out once those should be
+# done. Run alone (``-k 00_``), the summary has nothing to wait for and runs its
+# missing inputs itself, as ``h3lab study all`` would.
 
-@pytest.fixture(scope="module")
+READERS_WAIT_S = 480
+"""How long a reader waits for the runs it reads (under the tests' 600 s timeout)."""
+
+
+@pytest.fixture(scope="session")
 def runs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("study-runs")
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    root = shared / "study-runs"
+    root.mkdir(exist_ok=True)
+    return root
+
+
+def _done_marker(runs_root: Path, slug: str) -> Path:
+    return runs_root.parent / "study-runs-done" / slug
+
+
+def _selected_runs(session: pytest.Session) -> set[str]:
+    """The notebooks whose quick run this session makes (on whichever worker)."""
+    return {
+        item.callspec.params["study"].slug
+        for item in session.items
+        if isinstance(item, pytest.Function) and item.function is test_runs_in_quick_mode
+    }
+
+
+def _wait_for_runs(runs_root: Path, slugs: set[str]) -> None:
+    deadline = time.monotonic() + READERS_WAIT_S
+    while missing := sorted(s for s in slugs if not _done_marker(runs_root, s).exists()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"the quick runs of {missing} did not finish in {READERS_WAIT_S} s")
+        time.sleep(0.25)
+
+
+def _inputs(study: registry.Study) -> set[str]:
+    """The studies whose runs ``study`` reads (a summary: its sources; others: none)."""
+    if not study.is_summary:
+        return set()
+    names = set(headline.SOURCES) if study.name == headline.STUDY else None
+    return {s.slug for s in STUDIES if not s.is_summary and (names is None or s.name in names)}
 
 
 @pytest.mark.notebooks
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("study", STUDIES, ids=IDS)
-def test_runs_in_quick_mode(study: registry.Study, runs_root: Path) -> None:
-    result = runner.run_study(study, quick=True, root=runs_root, progress=False)
+def test_runs_in_quick_mode(
+    study: registry.Study, runs_root: Path, request: pytest.FixtureRequest
+) -> None:
+    _wait_for_runs(runs_root, _inputs(study) & _selected_runs(request.session))
+    try:
+        result = runner.run_study(study, quick=True, root=runs_root, progress=False)
+    finally:
+        marker = _done_marker(runs_root, study.slug)
+        marker.parent.mkdir(exist_ok=True)
+        marker.touch()
     assert result.ok, result.failure.describe() if result.failure else "failed"
     print(f"{study.slug}: {result.duration_s:.1f} s")
     run_dir = result.run_dir
@@ -100,7 +155,8 @@ def test_runs_in_quick_mode(study: registry.Study, runs_root: Path) -> None:
 
 
 @pytest.mark.notebooks
-def test_report_of_these_runs_in_a_browser(runs_root: Path) -> None:
+@pytest.mark.timeout(600)
+def test_report_of_these_runs_in_a_browser(runs_root: Path, request: pytest.FixtureRequest) -> None:
     """The report of the real quick runs above: every figure loads in Chromium, no console error."""
     from h3lab.studies.browser import check_page, find_chromium
     from h3lab.studies.report import build_report
@@ -111,6 +167,7 @@ def test_report_of_these_runs_in_a_browser(runs_root: Path) -> None:
         pytest.skip(
             "chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)"
         )
+    _wait_for_runs(runs_root, _selected_runs(request.session))
     if not any(runner.latest_ok_run(s.name, runs_root) for s in STUDIES):
         pytest.skip("no quick run to report on (run the whole module)")
     out = runs_root.parent / "report"

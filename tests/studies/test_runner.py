@@ -14,6 +14,8 @@ from nbformat.v4 import new_code_cell, new_notebook
 from h3lab.cli import main
 from h3lab.studies import registry, runner
 
+from .conftest import TINY_BODY, tiny_notebook
+
 pytestmark = pytest.mark.notebooks
 
 
@@ -158,12 +160,19 @@ def test_a_failing_cell_exits_non_zero_naming_notebook_cell_and_error(
 
 
 def test_a_cell_timeout_is_a_failure_too(tiny_repo: Path) -> None:
+    # Cell 2 is a light one and the setup cell (pandas, altair: seconds on a busy
+    # machine) comes after the sleeping cell 3: the per-cell timeout can be short
+    # and still only ever expire in cell 3.
+    setup, sleeping, *rest = TINY_BODY
+    tiny_notebook(
+        tiny_repo / "notebooks" / "99_tiny.ipynb", ["import time", sleeping, setup, *rest]
+    )
     study = registry.get("tiny")
     result = runner.run_study(
         study,
         {"sleep": "120"},
         root=tiny_repo / "runs",
-        execution_timeout=30,  # the setup cell (imports) must fit even on a busy machine
+        execution_timeout=5,
         progress=False,
         html=False,
     )
@@ -191,3 +200,13 @@ def test_a_busy_machine_invalidates_a_measuring_run_but_not_a_summary(
     assert measuring.validity.status == "invalid"
     assert "busy machine" in " ".join(measuring.validity.reasons)
     assert summary.validity.status != "invalid", summary.validity.reasons
+
+
+def test_each_kernel_gets_socket_files_of_its_own() -> None:
+    # Not kernel-ipc-N in the working directory, picked by looking for free names:
+    # two study runs (or pytest-xdist workers) starting kernels at once took the same.
+    manager = runner.ipc_kernel_manager()
+    first, second = manager(kernel_name="python3"), manager(kernel_name="python3")
+    assert first.transport == second.transport == "ipc"
+    assert first.ip != second.ip
+    assert Path(first.ip).is_absolute() and Path(first.ip).parent != Path.cwd()

@@ -57,7 +57,8 @@ def test_quick_tuning_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert set(remeasured["arm"]) >= {"balanced", "performance"}
     assert sorted(set(remeasured["repetition"])) == [0, 1]
 
-    # Rerunning continues the same study (worker mode: search only).
+    # Rerunning continues the same study (worker mode: search only), this time with a
+    # warm-up (a disjoint slice of paths sent first; the quick notebook 08 has none).
     argv2 = [
         "tune",
         "--workload",
@@ -67,7 +68,7 @@ def test_quick_tuning_run_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
         "--trial-duration",
         "1",
         "--warmup",
-        "0",
+        "1",
         "--study-name",
         "e2e",
         "--out",
