@@ -63,21 +63,14 @@ from typing import Any
 
 from h3lab.bench import stats as bstats
 from h3lab.bench.workloads import BenchRequest, RouteSpec, Workload, make_workload, route_table
+from h3lab.registry import family, strategy_columns
 from h3lab.routing import routing_path
 
 Op = Callable[[int], int | None]
 Observer = Callable[[], Callable[[], list[tuple[str, float, str]]]]
 
 TARGETS = ("router", "cache", "pool", "middleware", "dispatch")
-STRATEGY_COLUMNS = (
-    "router",
-    "cache_policy",
-    "cache_size",
-    "pool_policy",
-    "pool_size",
-    "memory_strategy",
-    "middleware",
-)
+STRATEGY_COLUMNS = strategy_columns()  # the family table's: left out of case labels
 
 
 class BenchmarkError(RuntimeError):
@@ -460,7 +453,7 @@ def bench_router(
 ) -> list[dict[str, Any]]:
     """ns per ``router.match`` per strategy x table size, bare and behind the route cache.
 
-    ``hybrid`` always has its cache, so it only runs in the ``cached=True`` rows.
+    A name that requires the cache (``hybrid``) only runs in the ``cached=True`` rows.
     The samples replay the first ``n_requests`` requests of the workload in a
     loop: keep it long enough that its distinct keys outnumber ``cache_size``,
     or the cache holds the whole replayed trace and hits every time. Before
@@ -470,9 +463,10 @@ def bench_router(
     static paths are answered from the exact dict in front of the cache and
     never reach it.
     """
+    from h3lab.config import CacheConfig, RouterConfig
     from h3lab.routing import ROUTERS, Route, make_router
 
-    strategies = tuple(ROUTERS.names() if strategies is None else strategies)
+    strategies = tuple(family("router.matching").names() if strategies is None else strategies)
     cases: list[Case] = []
     for size in sizes:
         table = route_table(size, seed=seed)
@@ -481,10 +475,10 @@ def bench_router(
         keys = [request.key for request in requests]
         for strategy in strategies:
             for with_cache in cached:
-                if strategy == "hybrid" and not with_cache:
+                if ROUTERS.get(strategy).requires_cache and not with_cache:
                     continue
                 policy = cache_policy if with_cache else "none"
-                router = make_router(strategy, policy, cache_size)
+                router = make_router(RouterConfig(strategy), CacheConfig(policy, cache_size))
                 for i, spec in enumerate(table):
                     router.add(Route(spec.method, spec.pattern, spec.handler(), index=i))
                 for j, (method, pattern) in enumerate(extra):
@@ -546,7 +540,7 @@ def bench_cache(
     """ns per get (+ put on a miss) replaying a workload's keys; hit ratio and approx_bytes."""
     from h3lab.cache import CACHES
 
-    policies = tuple(CACHES.names() if policies is None else policies)
+    policies = tuple(family("cache.policy").names() if policies is None else policies)
     table = route_table(routes, seed=seed)
     keys = _workload(workload, table, seed).keys(n_requests)
     cases = []
@@ -660,16 +654,17 @@ def bench_pool(
     (off by default: the event-pool study's rows keep their shape).
     """
     from h3lab.event import H3Event
-    from h3lab.pool import POOLS, make_pool
+    from h3lab.config import PoolConfig
+    from h3lab.pool import make_pool
 
-    policies = tuple(POOLS.names() if policies is None else policies)
+    policies = tuple(family("pool.policy").names() if policies is None else policies)
     cases = []
     for c in concurrency:
         if c < 1:
             raise ValueError(f"concurrency must be >= 1, got {c}")
         for policy in policies:
             for size in (0,) if policy == "none" else sizes:
-                pool = make_pool(policy, H3Event, size, 0, 0.0)
+                pool = make_pool(PoolConfig(policy, size, warmup=0, trim_interval=0.0), H3Event)
                 cases.append(
                     Case(
                         "pool",
@@ -738,14 +733,14 @@ def _middleware_loop(app: Any) -> Op:
 
 
 def bench_middleware(
-    executions: Sequence[str] = ("legacy", "fast"),
+    executions: Sequence[str] | None = None,
     counts: Sequence[int] = (0, 1, 2, 4, 8, 16, 32),
     kinds: Sequence[str] = ("onion", "before"),
     **timing: Any,
 ) -> list[dict[str, Any]]:
     """ns per request through ``n`` no-op middlewares (+ ``overhead_ns`` = ns(n) - ns(0))."""
     cases = []
-    for execution in executions:
+    for execution in family("middleware.execution").names() if executions is None else executions:
         for kind in kinds:
             for n in counts:
                 app = _middleware_app(execution, n, kind)
