@@ -23,9 +23,9 @@ a family (or a strategy to one) needs no edit anywhere else.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Iterator
-import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -142,7 +142,9 @@ def family(name: str) -> Family:
     try:
         return _BY_FIELD[name]
     except KeyError:
-        raise ValueError(f"strategy family must be one of {list(_BY_FIELD)}, got {name!r}") from None
+        raise ValueError(
+            f"strategy family must be one of {list(_BY_FIELD)}, got {name!r}"
+        ) from None
 
 
 def registry(name: str) -> Registry[Any]:
@@ -165,9 +167,4 @@ def option_columns() -> tuple[str, ...]:
 def strategy_values(config: Config) -> dict[str, Any]:
     """``{column: value}`` for every strategy column of ``config``."""
     flat = config.flat()
-    return {
-        col: flat[key]
-        for f in FAMILIES
-        for key, col in ((f.field, f.column), *f.options)
-    }
-
+    return {col: flat[key] for f in FAMILIES for key, col in ((f.field, f.column), *f.options)}

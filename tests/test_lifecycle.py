@@ -18,9 +18,8 @@ import aiohttp
 import pytest
 
 from h3lab import H3, Config, Server
-from h3lab.config import PRESETS
+from h3lab.config import PRESETS, PoolConfig
 from h3lab.event import H3Event
-from h3lab.config import PoolConfig
 from h3lab.pool import POOLS, make_pool
 
 USER: contextvars.ContextVar[str | None] = contextvars.ContextVar("user", default=None)

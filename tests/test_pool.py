@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from h3lab import H3
-from h3lab.event import H3Event
 from h3lab.config import PoolConfig
+from h3lab.event import H3Event
 from h3lab.pool import POOLS, BoundedEventPool, NoEventPool, make_pool
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from h3lab.cache import CACHES
+from h3lab.config import CacheConfig, RouterConfig
 from h3lab.routing import (
     ANY_METHOD,
     ROUTERS,
@@ -22,7 +23,6 @@ from h3lab.routing import (
     parse_pattern,
     routing_path,
 )
-from h3lab.config import CacheConfig, RouterConfig
 from h3lab.routing import compiled as compiled_module
 from tests.conftest import build_router, router_variants
 

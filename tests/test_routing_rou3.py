@@ -743,7 +743,7 @@ DIFFERENCES: dict[tuple[str, str, str], tuple[Expected, str]] = {}
 
 # hybrid is the trie behind an LRU: ("trie", "lru") would repeat it.
 PLAIN_VARIANTS = router_variants()
-VARIANTS = PLAIN_VARIANTS + [("linear", "lru"), ("compiled", "lfu")]
+VARIANTS = [*PLAIN_VARIANTS, ("linear", "lru"), ("compiled", "lfu")]
 
 
 def variant_id(variant: tuple[str, str]) -> str:

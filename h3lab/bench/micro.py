@@ -653,8 +653,8 @@ def bench_pool(
     guard costs per request (``guarded`` minus ``bare``), under every policy
     (off by default: the event-pool study's rows keep their shape).
     """
-    from h3lab.event import H3Event
     from h3lab.config import PoolConfig
+    from h3lab.event import H3Event
     from h3lab.pool import make_pool
 
     policies = tuple(family("pool.policy").names() if policies is None else policies)
