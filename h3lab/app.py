@@ -41,7 +41,7 @@ from h3lab.methods import METHODS
 from h3lab.middleware import Layer, chain_is_sync, make_execution
 from h3lab.pool import make_pool
 from h3lab.response import JSON_TYPE, Response, json_bytes, to_response
-from h3lab.routing import ANY_METHOD, Route, make_router, routing_path
+from h3lab.routing import ANY_METHOD, Route, TrieRouter, make_router, routing_path
 
 error_logger = logging.getLogger("h3lab.error")
 
@@ -69,18 +69,11 @@ class H3:
         self.on_response_hook = on_response
         self.on_error_hook = on_error
         cfg = self.config
-        self.router = make_router(cfg.router.matching, cfg.cache.policy, cfg.cache.size)
-        self.execution = make_execution(cfg.middleware.execution)
-        self.memory = make_memory(
-            cfg.memory.strategy,
-            cfg.memory.gc_threshold0,
-            cfg.memory.arena_buffers,
-            cfg.memory.warmup_requests,
-        )
-        self.pool = make_pool(
-            cfg.pool.policy, self._new_event, cfg.pool.size, cfg.pool.warmup, cfg.pool.trim_interval
-        )
-        self.json = make_json_encoder(cfg.response.json)
+        self.router = make_router(cfg.router, cfg.cache)
+        self.execution = make_execution(cfg.middleware)
+        self.memory = make_memory(cfg.memory)
+        self.pool = make_pool(cfg.pool, self._new_event)
+        self.json = make_json_encoder(cfg.response)
         self.json_encode = self.json.encode  # both transports' JSON responses
         self._layers: list[Layer] = []
         self.startup_hooks: list[Hook] = []
@@ -221,7 +214,7 @@ class H3:
             # Upgrades under the prefix ask the sub-app's WebSocket routes (at
             # match time: it may add some later). Only apps that mount pay.
             if self._ws_router is None:
-                self._ws_router = make_router("trie")
+                self._ws_router = TrieRouter()
             self._ws_router.add(Route("GET", handler.pattern, handler, meta={"mount": handler}))
         return self
 
@@ -270,7 +263,7 @@ class H3:
             if not is_async_callable(fn):
                 raise TypeError(f"WebSocket handler for {pattern} must be an async function")
             if self._ws_router is None:
-                self._ws_router = make_router("trie")
+                self._ws_router = TrieRouter()
             self._ws_router.add(Route("GET", pattern, fn, index=self._route_count))
             self._route_count += 1
             return fn
@@ -537,6 +530,18 @@ class H3:
             "errors": {"http": self.errors_http, "unhandled": self.errors_unhandled},
             "server": self.server.stats() if self.server is not None else None,
         }
+
+    def tick(self, now: float, served: int = 0) -> None:
+        """Periodic upkeep of every strategy; the server's ticker calls it.
+
+        ``served``: requests answered since the last tick (the memory
+        strategy's warm-up counts them).
+        """
+        if served:
+            self.memory.on_requests(served)
+        # The route cache is ticked by the router in front of it.
+        for strategy in (self.router, self.pool, self.memory, self.execution, self.json):
+            strategy.tick(now)
 
     # -- adapters ------------------------------------------------------------
 

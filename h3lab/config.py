@@ -6,9 +6,10 @@ one raises ``ValueError`` naming the dotted field and what it accepts, so a
 typo in ``--set cache.polcy=lru`` or a papermill parameter fails loudly at the
 start instead of silently measuring the default.
 
-Strategy names are not listed here: they are read from each family's registry,
-so a strategy registered in its module is accepted (and searched by the tuner)
-without edits to this file.
+Strategy names are not listed here: they are read from the family table
+(``h3lab.registry.FAMILIES``) and each family's registry, so a strategy
+registered in its module is accepted (and searched by the tuner) without edits
+to this file.
 """
 
 from __future__ import annotations
@@ -23,31 +24,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-# family name -> (module, registry attribute). Imported lazily: the strategy
-# modules are small, but importing them here would make a cycle with modules
-# that type-annotate with Config.
-_REGISTRIES = {
-    "router.matching": ("h3lab.routing", "ROUTERS"),
-    "cache.policy": ("h3lab.cache", "CACHES"),
-    "pool.policy": ("h3lab.pool", "POOLS"),
-    "memory.strategy": ("h3lab.memory", "MEMORY_STRATEGIES"),
-    "middleware.execution": ("h3lab.middleware", "MIDDLEWARE_EXECUTIONS"),
-    "response.json": ("h3lab.json_encoding", "JSON_ENCODERS"),
-}
+from h3lab.registry import FAMILIES, family
 
 
-def strategy_names(family: str) -> tuple[str, ...]:
+def strategy_names(name: str) -> tuple[str, ...]:
     """The registered names of a strategy family, e.g. ``"cache.policy"``."""
-    import importlib
-
-    module, attr = _REGISTRIES[family]
-    return getattr(importlib.import_module(module), attr).names()
-
-
-def _check_choice(path: str, value: Any) -> None:
-    names = strategy_names(path)
-    if value not in names:
-        raise ValueError(f"{path} must be one of {list(names)}, got {value!r}")
+    return family(name).names()
 
 
 def _check_int(path: str, value: Any, lo: int, hi: int | None = None) -> None:
@@ -69,28 +51,27 @@ def _check_float(path: str, value: Any, lo: float, hi: float | None = None) -> N
 @dataclass(frozen=True, slots=True)
 class RouterConfig:
     matching: str = "hybrid"
-    """linear | trie | compiled | hybrid (see h3lab.routing)."""
+    """A matching strategy registered in ``h3lab.routing.ROUTERS``."""
 
     def validate(self) -> None:
-        _check_choice("router.matching", self.matching)
+        """The name is checked against the family table by ``Config``."""
 
 
 @dataclass(frozen=True, slots=True)
 class CacheConfig:
     policy: str = "lru"
-    """none | lru | lfu | fifo | wtinylfu (see h3lab.cache)."""
+    """A route cache policy registered in ``h3lab.cache.CACHES`` ("none": no cache)."""
     size: int = 1024
     """Maximum number of cached (method, path) entries; never exceeded."""
 
     def validate(self) -> None:
-        _check_choice("cache.policy", self.policy)
         _check_int("cache.size", self.size, 1, 10_000_000)
 
 
 @dataclass(frozen=True, slots=True)
 class PoolConfig:
     policy: str = "bounded"
-    """none | bounded (see h3lab.pool)."""
+    """An event pool policy registered in ``h3lab.pool.POOLS``."""
     size: int = 256
     """Most idle events kept for reuse."""
     warmup: int = 32
@@ -99,7 +80,6 @@ class PoolConfig:
     """Seconds between trims of the free list to the recent high-water mark (0 = never)."""
 
     def validate(self) -> None:
-        _check_choice("pool.policy", self.policy)
         _check_int("pool.size", self.size, 0, 1_000_000)
         _check_int("pool.warmup", self.warmup, 0, 1_000_000)
         _check_float("pool.trim_interval", self.trim_interval, 0.0)
@@ -110,7 +90,7 @@ class PoolConfig:
 @dataclass(frozen=True, slots=True)
 class MemoryConfig:
     strategy: str = "balanced"
-    """minimal | balanced | performance (see h3lab.memory)."""
+    """A memory strategy registered in ``h3lab.memory.MEMORY_STRATEGIES``."""
     gc_threshold0: int = 0
     """Generation-0 GC threshold; 0 keeps the strategy's own choice."""
     arena_buffers: int = 0
@@ -119,7 +99,6 @@ class MemoryConfig:
     """Requests served before a strategy that freezes the heap calls gc.freeze()."""
 
     def validate(self) -> None:
-        _check_choice("memory.strategy", self.strategy)
         _check_int("memory.gc_threshold0", self.gc_threshold0, 0, 10_000_000)
         _check_int("memory.arena_buffers", self.arena_buffers, 0, 100_000)
         _check_int("memory.warmup_requests", self.warmup_requests, 0)
@@ -128,19 +107,18 @@ class MemoryConfig:
 @dataclass(frozen=True, slots=True)
 class MiddlewareConfig:
     execution: str = "fast"
-    """legacy | fast (see h3lab.middleware)."""
+    """A middleware execution registered in ``h3lab.middleware.MIDDLEWARE_EXECUTIONS``."""
 
     def validate(self) -> None:
-        _check_choice("middleware.execution", self.execution)
+        """The name is checked against the family table by ``Config``."""
 
 
 @dataclass(frozen=True, slots=True)
 class ResponseConfig:
     json: str = "stdlib"
-    """stdlib | orjson (see h3lab.json_encoding; orjson needs ``h3lab[fast]``)."""
+    """A JSON encoder in ``h3lab.json_encoding.JSON_ENCODERS`` (orjson: ``h3lab[fast]``)."""
 
     def validate(self) -> None:
-        _check_choice("response.json", self.json)
         if self.json == "orjson" and not _orjson_available():
             raise ValueError(
                 "response.json 'orjson' needs the orjson package (pip install 'h3lab[fast]'); "
@@ -275,15 +253,15 @@ class Config:
             section = getattr(self, name)
             if not isinstance(section, cls):
                 raise ValueError(f"{name} must be a {cls.__name__}, got {type(section).__name__}")
-            section.validate()
-        # The hybrid router is "a route cache in front of the trie": without a
-        # cache it would silently be the trie, and a study comparing the two
-        # would measure nothing. Refuse the combination instead.
-        if self.router.matching == "hybrid" and self.cache.policy == "none":
-            raise ValueError(
-                "router.matching 'hybrid' puts the route cache in front of the trie, "
-                "so cache.policy must not be 'none' (use router.matching='trie' for no cache)"
-            )
+        for strategy in FAMILIES:
+            strategy.check(getattr(getattr(self, strategy.section), strategy.attribute))
+        for name in _SECTIONS:
+            getattr(self, name).validate()
+        # The one rule between families belongs to the router family: a router
+        # name may promise the route cache in front of it (see h3lab.routing).
+        from h3lab.routing import router_class
+
+        router_class(self.router, self.cache)
 
     # -- construction ------------------------------------------------------
 

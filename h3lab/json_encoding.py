@@ -35,12 +35,15 @@ tests (``tests/test_json_encoding.py``) pin every case down over both:
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from h3lab.registry import Registry
+from h3lab.registry import Registry, registry
 from h3lab.response import json_encode
 
-JSON_ENCODERS: Registry[type[JsonEncoder]] = Registry("response.json")
+if TYPE_CHECKING:
+    from h3lab.config import ResponseConfig
+
+JSON_ENCODERS: Registry[type[JsonEncoder]] = registry("response.json")
 
 try:
     import orjson
@@ -58,8 +61,11 @@ class JsonEncoder(Protocol):
 
     def stats(self) -> dict[str, Any]: ...
 
+    def tick(self, now: float) -> None:
+        """Periodic upkeep (the server's ticker): none for an encoder."""
 
-@JSON_ENCODERS.register("stdlib")
+
+@JSON_ENCODERS.register
 class StdlibJson:
     """The standard library's C encoder, built once."""
 
@@ -71,6 +77,9 @@ class StdlibJson:
     def stats(self) -> dict[str, Any]:
         return {"encoder": self.name}
 
+    def tick(self, now: float) -> None:
+        """Nothing periodic."""
+
 
 def _orjson_default(value: Any) -> Any:
     to_json = getattr(value, "to_json", None)
@@ -81,7 +90,7 @@ def _orjson_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-@JSON_ENCODERS.register("orjson")
+@JSON_ENCODERS.register
 class OrjsonJson:
     """orjson, with the standard library for the values orjson refuses."""
 
@@ -120,14 +129,18 @@ class OrjsonJson:
     def stats(self) -> dict[str, Any]:
         return {"encoder": self.name, "fallbacks_to_stdlib": self.fallbacks}
 
+    def tick(self, now: float) -> None:
+        """Nothing periodic."""
+
 
 def default_json_encoder() -> str:
     """What the ``performance`` preset uses: ``orjson`` when importable, else ``stdlib``."""
     return "orjson" if ORJSON_AVAILABLE else "stdlib"
 
 
-def make_json_encoder(name: str) -> JsonEncoder:
-    return JSON_ENCODERS.get(name)()
+def make_json_encoder(response: ResponseConfig) -> JsonEncoder:
+    """The encoder ``response.json`` names."""
+    return JSON_ENCODERS.get(response.json)()
 
 
 __all__ = [

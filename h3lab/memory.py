@@ -34,11 +34,14 @@ from __future__ import annotations
 import gc
 import os
 import time
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from h3lab.registry import Registry
+from h3lab.registry import Registry, registry
 
-MEMORY_STRATEGIES: Registry[type[MemoryStrategy]] = Registry("memory.strategy")
+if TYPE_CHECKING:
+    from h3lab.config import MemoryConfig
+
+MEMORY_STRATEGIES: Registry[type[MemoryStrategy]] = registry("memory.strategy")
 
 _PAUSE_SAMPLES = 4096  # recent pause durations kept for percentiles
 
@@ -151,10 +154,40 @@ def rss_bytes() -> int:
         return 0
 
 
-class MemoryStrategy:
-    """Base: GC policy + optional arena. Subclasses set the class attributes."""
+class MemoryStrategy(Protocol):
+    """A memory strategy. Registered in ``h3lab.memory.MEMORY_STRATEGIES``."""
 
-    name: ClassVar[str] = "base"
+    name: ClassVar[str]
+    freeze_after_warmup: ClassVar[bool]
+    """Whether it calls ``gc.freeze()`` once ``warmup_requests`` are served."""
+    arena: BufferArena | None
+    """Reusable body buffers (the server reads it), or None for no arena."""
+
+    def __init__(self, gc_threshold0: int, arena_buffers: int, warmup_requests: int) -> None:
+        """0 for ``gc_threshold0`` or ``arena_buffers`` keeps the strategy's own choice."""
+
+    def install(self) -> None:
+        """Apply the GC policy to this process (the server calls it at start)."""
+
+    def on_requests(self, count: int) -> None:
+        """Count ``count`` more requests served (for the warm-up)."""
+
+    def tick(self, now: float) -> None:
+        """Periodic upkeep (the server's ticker): freeze the heap once warm."""
+
+    def close(self) -> None:
+        """Undo ``install`` (thresholds back, heap unfrozen)."""
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+class TunedGC:
+    """The one implementation behind the registered names: a gen-0 GC
+    threshold, an optional arena and an optional heap freeze after warm-up.
+    Each strategy is a subclass that only sets the class attributes (its
+    preset), so the three differ in nothing but those numbers."""
+
+    name: ClassVar[str] = "tuned"
     gc_threshold0: ClassVar[int | None] = None  # None: leave the interpreter default
     arena_buffers: ClassVar[int] = 0
     freeze_after_warmup: ClassVar[bool] = False
@@ -173,7 +206,6 @@ class MemoryStrategy:
         self._installed = False
 
     def install(self) -> None:
-        """Apply the GC policy to this process (the server calls it at start)."""
         if self._installed:
             return
         self._installed = True
@@ -186,11 +218,18 @@ class MemoryStrategy:
             self._freeze()
 
     def on_requests(self, count: int) -> None:
-        """Called by the server with the number of requests just served."""
-        if self.freeze_after_warmup and not self.frozen:
-            self._requests += count
-            if self._requests >= self.warmup_requests:
-                self._freeze()
+        self._requests += count
+
+    def tick(self, now: float) -> None:
+        # Frozen from the ticker, not from a request: gc.collect() before the
+        # freeze is a full collection, a pause no request should wait behind.
+        if (
+            self.freeze_after_warmup
+            and not self.frozen
+            and self._installed
+            and self._requests >= self.warmup_requests
+        ):
+            self._freeze()
 
     def _freeze(self) -> None:
         # Collect first so garbage is not frozen forever, then move every
@@ -222,27 +261,28 @@ class MemoryStrategy:
         }
 
 
-@MEMORY_STRATEGIES.register("minimal")
-class MinimalMemory(MemoryStrategy):
+@MEMORY_STRATEGIES.register
+class MinimalMemory(TunedGC):
     name = "minimal"
 
 
-@MEMORY_STRATEGIES.register("balanced")
-class BalancedMemory(MemoryStrategy):
+@MEMORY_STRATEGIES.register
+class BalancedMemory(TunedGC):
     name = "balanced"
     gc_threshold0 = 10_000
     arena_buffers = 64
 
 
-@MEMORY_STRATEGIES.register("performance")
-class PerformanceMemory(MemoryStrategy):
+@MEMORY_STRATEGIES.register
+class PerformanceMemory(TunedGC):
     name = "performance"
     gc_threshold0 = 50_000
     arena_buffers = 1024
     freeze_after_warmup = True
 
 
-def make_memory(
-    strategy: str, gc_threshold0: int, arena_buffers: int, warmup_requests: int
-) -> MemoryStrategy:
-    return MEMORY_STRATEGIES.get(strategy)(gc_threshold0, arena_buffers, warmup_requests)
+def make_memory(memory: MemoryConfig) -> MemoryStrategy:
+    """The strategy ``memory.strategy`` names, with the section's overrides."""
+    return MEMORY_STRATEGIES.get(memory.strategy)(
+        memory.gc_threshold0, memory.arena_buffers, memory.warmup_requests
+    )

@@ -52,14 +52,17 @@ import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import CoroutineType
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from h3lab.callables import is_async_callable
 from h3lab.methods import METHODS
-from h3lab.registry import Registry
+from h3lab.registry import Registry, registry
 from h3lab.routing.pattern import STATIC, Segment, parse_pattern
 
-MIDDLEWARE_EXECUTIONS: Registry[type[MiddlewareExecution]] = Registry("middleware.execution")
+if TYPE_CHECKING:
+    from h3lab.config import MiddlewareConfig
+
+MIDDLEWARE_EXECUTIONS: Registry[type[MiddlewareExecution]] = registry("middleware.execution")
 
 ONION = "onion"
 BEFORE = "before"
@@ -261,6 +264,9 @@ class MiddlewareExecution(Protocol):
 
     def stats(self) -> dict[str, Any]: ...
 
+    def tick(self, now: float) -> None:
+        """Periodic upkeep (the server's ticker): none; chains change only on compile."""
+
 
 def _active_layers(layers: Sequence[Layer], event: Any) -> list[Layer]:
     """The layers that run for this request (``legacy`` decides per request):
@@ -272,7 +278,7 @@ def _active_layers(layers: Sequence[Layer], event: Any) -> list[Layer]:
     ]
 
 
-@MIDDLEWARE_EXECUTIONS.register("legacy")
+@MIDDLEWARE_EXECUTIONS.register
 class LegacyExecution:
     """Koa-compose: a closure per layer per request, scopes tested per request."""
 
@@ -357,6 +363,9 @@ class LegacyExecution:
             "compilations": self.compilations,
             "chains_built": self.chains_built,
         }
+
+    def tick(self, now: float) -> None:
+        """Nothing periodic."""
 
 
 class _Step:
@@ -517,7 +526,7 @@ def _filtered(
     return before
 
 
-@MIDDLEWARE_EXECUTIONS.register("fast")
+@MIDDLEWARE_EXECUTIONS.register
 class FastExecution:
     """Chains compiled once per route; no per-request closures."""
 
@@ -580,6 +589,10 @@ class FastExecution:
             "scopes_resolved_at_compile_time": self.resolved_at_compile_time,
         }
 
+    def tick(self, now: float) -> None:
+        """Nothing periodic."""
 
-def make_execution(name: str) -> MiddlewareExecution:
-    return MIDDLEWARE_EXECUTIONS.get(name)()
+
+def make_execution(middleware: MiddlewareConfig) -> MiddlewareExecution:
+    """The execution ``middleware.execution`` names."""
+    return MIDDLEWARE_EXECUTIONS.get(middleware.execution)()

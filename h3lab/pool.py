@@ -32,10 +32,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from h3lab.event import H3Event, ReleasedEvent
-from h3lab.registry import Registry
+from h3lab.registry import Registry, registry
+
+if TYPE_CHECKING:
+    from h3lab.config import PoolConfig
 
 EventFactory = Callable[[], H3Event]
 
@@ -44,7 +47,13 @@ _set_attribute = object.__setattr__  # ReleasedEvent refuses plain attribute sto
 
 @runtime_checkable
 class EventPool(Protocol):
+    """An event pool policy. Registered in ``h3lab.pool.POOLS``."""
+
     name: ClassVar[str]
+
+    def __init__(
+        self, factory: EventFactory, size: int, warmup: int, trim_interval: float
+    ) -> None: ...
 
     def acquire(self) -> H3Event: ...
 
@@ -53,13 +62,16 @@ class EventPool(Protocol):
     def trim(self) -> int:
         """Drop idle events above the recent high-water mark; returns how many."""
 
+    def tick(self, now: float) -> None:
+        """Periodic upkeep (the server's ticker): trim when ``pool.trim_interval`` is due."""
+
     def stats(self) -> dict[str, Any]: ...
 
 
-POOLS: Registry[type[EventPool]] = Registry("pool.policy")
+POOLS: Registry[type[EventPool]] = registry("pool.policy")
 
 
-@POOLS.register("none")
+@POOLS.register
 class NoEventPool:
     """A new event per request: the baseline every pool is measured against."""
 
@@ -93,6 +105,9 @@ class NoEventPool:
     def trim(self) -> int:
         return 0
 
+    def tick(self, now: float) -> None:
+        """Nothing idle, nothing to trim."""
+
     def stats(self) -> dict[str, Any]:
         return {
             "policy": self.name,
@@ -108,7 +123,7 @@ class NoEventPool:
         }
 
 
-@POOLS.register("bounded")
+@POOLS.register
 class BoundedEventPool:
     """A LIFO free list of at most ``size`` idle events, warmed up and trimmed."""
 
@@ -188,7 +203,7 @@ class BoundedEventPool:
         self._last_trim = time.monotonic()
         return max(excess, 0)
 
-    def maybe_trim(self, now: float) -> None:
+    def tick(self, now: float) -> None:
         if self.trim_interval and now - self._last_trim >= self.trim_interval:
             self.trim()
 
@@ -214,7 +229,6 @@ def _released(event: H3Event) -> H3Event:
     return event
 
 
-def make_pool(
-    policy: str, factory: EventFactory, size: int, warmup: int, trim_interval: float
-) -> EventPool:
-    return POOLS.get(policy)(factory, size, warmup, trim_interval)
+def make_pool(pool: PoolConfig, factory: EventFactory) -> EventPool:
+    """The policy ``pool.policy`` names, handing out events made by ``factory``."""
+    return POOLS.get(pool.policy)(factory, pool.size, pool.warmup, pool.trim_interval)

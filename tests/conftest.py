@@ -24,33 +24,34 @@ import pytest
 import uvicorn
 
 from h3lab import H3, Config, Server
-from h3lab.config import PRESETS, strategy_names
+from h3lab.config import PRESETS, CacheConfig, RouterConfig
+from h3lab.registry import FAMILIES, Family
+from h3lab.routing import ROUTERS, Router, make_router
 from tests import scheduling
-
-FAMILIES = {
-    "router": "router.matching",
-    "cache": "cache.policy",
-    "pool": "pool.policy",
-    "memory": "memory.strategy",
-    "middleware": "middleware.execution",
-    "json": "response.json",
-}
 
 
 def _strategy_configs() -> list[tuple[str, Config]]:
     configs = [(f"preset-{name}", Config.preset(name)) for name in PRESETS]
-    for short, family in FAMILIES.items():
-        for name in strategy_names(family):
-            overrides: dict[str, Any] = {family: name}
-            if family == "cache.policy" and name == "none":
-                overrides["router.matching"] = "trie"  # hybrid needs a cache
-            if family == "router.matching" and name != "hybrid":
-                overrides["cache.policy"] = "none"  # the bare matcher, no cache
-            if family == "pool.policy" and name == "bounded":
+    for strategy in FAMILIES:
+        for name in strategy.names():
+            overrides: dict[str, Any] = {strategy.field: name}
+            if strategy.field == "router.matching":
+                # The bare matcher, unless the name promises the route cache.
+                if not ROUTERS.get(name).requires_cache:
+                    overrides["cache.policy"] = "none"
+            elif strategy.field == "cache.policy":
+                # Each policy in front of the plain trie ("none": the bare trie).
+                overrides["router.matching"] = "trie"
+            elif strategy.field == "pool.policy" and name == "bounded":
                 overrides["pool.size"] = 2  # small: reuse and drops both happen
                 overrides["pool.warmup"] = 1
-            configs.append((f"{short}-{name}", Config().replace(**overrides)))
+            configs.append((strategy_id(strategy, name), Config().replace(**overrides)))
     return configs
+
+
+def strategy_id(strategy: Family, name: str) -> str:
+    """``cache-lru``: the fixture id of one strategy's config."""
+    return f"{strategy.section}-{name}"
 
 
 STRATEGY_CONFIGS = _strategy_configs()
@@ -65,6 +66,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if workers:
         scheduling.group_module_fixtures(items)
         scheduling.arrange(items, workers)
+
+
+def router_variants() -> list[tuple[str, str]]:
+    """(matching, cache policy) for every registered router as the suite runs it
+    bare: no cache, or an LRU for a name that requires the route cache."""
+    return [(name, "lru" if ROUTERS.get(name).requires_cache else "none") for name in ROUTERS]
+
+
+def build_router(matching: str, policy: str = "none", size: int = 1024) -> Router:
+    """``make_router`` from names, as the routing tests parametrize them."""
+    return make_router(RouterConfig(matching), CacheConfig(policy, size))
 
 
 @pytest.fixture(params=[c for _, c in STRATEGY_CONFIGS], ids=[i for i, _ in STRATEGY_CONFIGS])

@@ -20,7 +20,8 @@ import pytest
 from h3lab import H3, Config, HTTPError, Response
 from h3lab.config import strategy_names
 from h3lab.event import H3Event
-from tests.conftest import FAMILIES, STRATEGY_CONFIGS, TRANSPORTS
+from h3lab.registry import FAMILIES
+from tests.conftest import STRATEGY_CONFIGS, TRANSPORTS, strategy_id
 
 
 def _on_asgi_too(ident: str) -> bool:
@@ -218,9 +219,9 @@ def test_matrix_covers_every_transport_and_execution() -> None:
 
 def test_strategy_fixture_covers_registries() -> None:
     ids = {ident for ident, _ in STRATEGY_CONFIGS}
-    for short, family in FAMILIES.items():
-        for name in strategy_names(family):
-            assert f"{short}-{name}" in ids, f"{family}={name} is not run by the suite"
+    for strategy in FAMILIES:
+        for name in strategy.names():
+            assert strategy_id(strategy, name) in ids, f"{strategy.field}={name} is not run"
 
 
 async def test_return_value_conversions(live: Any) -> None:

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from h3lab import Config
-from h3lab.config import PRESETS, parse_value, strategy_names
+from h3lab.config import PRESETS, parse_value
+from h3lab.registry import FAMILIES
 
 
 def test_default_is_balanced() -> None:
@@ -90,18 +91,12 @@ def test_hybrid_needs_a_cache() -> None:
 
 
 def test_every_strategy_name_is_accepted() -> None:
-    for family in (
-        "router.matching",
-        "cache.policy",
-        "pool.policy",
-        "memory.strategy",
-        "middleware.execution",
-    ):
-        for name in strategy_names(family):
-            overrides = {family: name}
-            if name == "none" and family == "cache.policy":
-                overrides["router.matching"] = "trie"
-            assert Config().replace(**overrides).flat()[family] == name
+    for strategy in FAMILIES:
+        for name in strategy.names():
+            overrides = {strategy.field: name}
+            if strategy.field == "cache.policy":
+                overrides["router.matching"] = "trie"  # the default, hybrid, refuses "none"
+            assert Config().replace(**overrides).flat()[strategy.field] == name
 
 
 def test_cli_style_overrides_are_typed() -> None:

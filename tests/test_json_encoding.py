@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from h3lab import H3, Config
+from h3lab.config import ResponseConfig
 from h3lab.event import H3Event
 from h3lab.json_encoding import JSON_ENCODERS, make_json_encoder
 
@@ -83,13 +84,16 @@ def test_family_shape_and_bad_values() -> None:
 )
 @pytest.mark.parametrize("name", ENCODERS)
 def test_both_encoders_agree(name: str, value: Any, expected: bytes) -> None:
-    assert make_json_encoder(name).encode(value) == expected
+    assert make_json_encoder(ResponseConfig(name)).encode(value) == expected
 
 
 @pytest.mark.parametrize("name", ENCODERS)
 def test_deep_nesting_is_encoded_by_both(name: str) -> None:
     # orjson stops at 254 levels: its encoder falls back to the stdlib one.
-    assert make_json_encoder(name).encode(_nested(300)) == b"[" * 300 + b"[]" + b"]" * 300
+    assert (
+        make_json_encoder(ResponseConfig(name)).encode(_nested(300))
+        == b"[" * 300 + b"[]" + b"]" * 300
+    )
 
 
 @pytest.mark.parametrize(
@@ -100,11 +104,14 @@ def test_deep_nesting_is_encoded_by_both(name: str) -> None:
 @pytest.mark.parametrize("name", ENCODERS)
 def test_both_encoders_refuse(name: str, value: Any) -> None:
     with pytest.raises((TypeError, ValueError, RecursionError)):
-        make_json_encoder(name).encode(value)
+        make_json_encoder(ResponseConfig(name)).encode(value)
 
 
 def test_the_documented_differences() -> None:
-    stdlib, fast = make_json_encoder("stdlib"), make_json_encoder("orjson")
+    stdlib, fast = (
+        make_json_encoder(ResponseConfig("stdlib")),
+        make_json_encoder(ResponseConfig("orjson")),
+    )
     values = [math.nan, math.inf, -math.inf]
     assert stdlib.encode(values) == b"[NaN,Infinity,-Infinity]"  # Python's, not valid JSON
     assert fast.encode(values) == b"[null,null,null]"

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from h3lab import H3, Config, Server
-from h3lab.config import PRESETS
+from h3lab.config import PRESETS, PoolConfig
 from h3lab.event import H3Event
 from h3lab.pool import POOLS, make_pool
 
@@ -219,7 +219,7 @@ async def test_a_released_event_fails_loudly(transport: Any, policy: str) -> Non
 def test_released_event_refuses_every_use(policy: str) -> None:
     from h3lab.event import ReleasedEvent
 
-    pool = make_pool(policy, H3Event, 4, 1, 0.0)
+    pool = make_pool(PoolConfig(policy, size=4, warmup=1, trim_interval=0.0), H3Event)
     event = pool.acquire()
     event.path = "/mine"
     pool.release(event)

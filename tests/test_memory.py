@@ -6,6 +6,7 @@ import gc
 
 import pytest
 
+from h3lab.config import MemoryConfig
 from h3lab.memory import MEMORY_STRATEGIES, BufferArena, GCMonitor, make_memory, rss_bytes
 
 
@@ -16,7 +17,7 @@ def strategy_name(request: pytest.FixtureRequest) -> str:
 
 def test_install_applies_and_close_restores(strategy_name: str) -> None:
     before = gc.get_threshold()
-    memory = make_memory(strategy_name, 0, 0, 10)
+    memory = make_memory(MemoryConfig(strategy_name, warmup_requests=10))
     memory.install()
     try:
         if memory.threshold0 is None:
@@ -34,22 +35,43 @@ def test_install_applies_and_close_restores(strategy_name: str) -> None:
 
 
 def test_performance_freezes_after_warmup() -> None:
-    memory = make_memory("performance", 0, 0, 100)
+    memory = make_memory(MemoryConfig("performance", warmup_requests=100))
     memory.install()
     try:
         memory.on_requests(50)
+        memory.tick(0.0)
         assert memory.frozen == 0
         memory.on_requests(60)
+        assert memory.frozen == 0  # counted only: the freeze waits for the ticker
+        memory.tick(0.0)
         assert memory.frozen > 0 and gc.get_freeze_count() > 0
     finally:
         memory.close()
     assert gc.get_freeze_count() == 0
 
 
+def test_tick_freezes_only_an_installed_freezing_strategy() -> None:
+    for name in MEMORY_STRATEGIES.names():
+        memory = make_memory(MemoryConfig(name, warmup_requests=1))
+        memory.install()
+        try:
+            memory.on_requests(1)
+            memory.tick(0.0)
+            assert bool(memory.frozen) is memory.freeze_after_warmup
+        finally:
+            memory.close()
+        assert gc.get_freeze_count() == 0
+    # Not installed: a freeze close() would never undo must not happen.
+    idle = make_memory(MemoryConfig("performance", warmup_requests=0))
+    idle.on_requests(5)
+    idle.tick(0.0)
+    assert idle.frozen == 0 and gc.get_freeze_count() == 0
+
+
 def test_config_overrides_strategy_defaults() -> None:
-    memory = make_memory("balanced", 1234, 7, 0)
+    memory = make_memory(MemoryConfig("balanced", gc_threshold0=1234, arena_buffers=7))
     assert memory.threshold0 == 1234 and memory.arena is not None and memory.arena.capacity == 7
-    assert make_memory("minimal", 0, 0, 0).arena is None
+    assert make_memory(MemoryConfig("minimal")).arena is None
 
 
 def test_gc_monitor_times_collections() -> None:

@@ -9,13 +9,14 @@ from typing import Any
 import pytest
 
 from h3lab import H3
+from h3lab.config import PoolConfig
 from h3lab.event import H3Event
 from h3lab.pool import POOLS, BoundedEventPool, NoEventPool, make_pool
 
 
 @pytest.fixture(params=POOLS.names())
 def pool(request: pytest.FixtureRequest) -> object:
-    return make_pool(request.param, H3Event, 4, 2, 0.0)
+    return make_pool(PoolConfig(request.param, size=4, warmup=2, trim_interval=0.0), H3Event)
 
 
 def _dirty(event: H3Event) -> None:

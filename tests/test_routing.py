@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 
 from h3lab.cache import CACHES
+from h3lab.config import CacheConfig, RouterConfig
 from h3lab.routing import (
     ANY_METHOD,
     ROUTERS,
     CachedRouter,
     CompiledRouter,
-    HybridRouter,
+    LinearRouter,
     Route,
     Router,
     TrieRouter,
@@ -23,10 +24,11 @@ from h3lab.routing import (
     routing_path,
 )
 from h3lab.routing import compiled as compiled_module
+from tests.conftest import build_router, router_variants
 
 # (matching, cache policy): every registered strategy as configured by default
-# (hybrid needs a cache), plus other strategies behind a cache.
-PLAIN_VARIANTS = [(name, "lru" if name == "hybrid" else "none") for name in ROUTERS.names()]
+# (hybrid requires the route cache), plus other strategies behind a cache.
+PLAIN_VARIANTS = router_variants()
 CACHED_VARIANTS = [("linear", "lru"), ("trie", "lru"), ("compiled", "lru"), ("trie", "lfu")]
 ALL_VARIANTS = PLAIN_VARIANTS + CACHED_VARIANTS
 
@@ -68,7 +70,7 @@ class Table:
 @pytest.fixture(params=ALL_VARIANTS, ids=variant_id)
 def router(request: pytest.FixtureRequest) -> Router:
     matching, policy = request.param
-    return make_router(matching, policy, 256)
+    return build_router(matching, policy, 256)
 
 
 @pytest.fixture
@@ -79,7 +81,7 @@ def table(router: Router) -> Table:
 @pytest.fixture(params=[v for v in ALL_VARIANTS if v[1] != "none"], ids=variant_id)
 def cached_router(request: pytest.FixtureRequest) -> CachedRouter:
     matching, policy = request.param
-    router = make_router(matching, policy, 64)
+    router = build_router(matching, policy, 64)
     assert isinstance(router, CachedRouter)
     return router
 
@@ -207,7 +209,7 @@ def test_priority_between_wildcards(table: Table) -> None:
 
 def test_priority_never_depends_on_registration_order(router: Router) -> None:
     specs = ["GET /a/**", "GET /a/:x", "GET /a/b", "GET /a/*/c", "GET /a/:y/d", "* /a/b/e"]
-    reference = Table(make_router("linear")).add(*specs)
+    reference = Table(build_router("linear")).add(*specs)
     table = Table(router).add(*reversed(specs))
     for path in ["/a/b", "/a/z", "/a/b/c", "/a/b/d", "/a/b/e", "/a/b/f", "/a", "/a/q/c"]:
         assert table.find("GET", path) == reference.find("GET", path), path
@@ -518,7 +520,7 @@ def test_removal_equals_never_registering(router: Router, gone: str) -> None:
         router.match("GET", path)
     method, pattern = gone.split(" ", 1)
     router.remove(method, pattern)
-    oracle = Table(make_router("linear")).add(*(spec for spec in REMOVAL_TABLE if spec != gone))
+    oracle = Table(build_router("linear")).add(*(spec for spec in REMOVAL_TABLE if spec != gone))
     for path in REMOVAL_PATHS:
         for verb in ("GET", "POST", "PUT"):
             found = router.match(verb, path)
@@ -607,12 +609,12 @@ class RecordingCache:
         return self.inner.stats()
 
 
-@pytest.mark.parametrize("build", [HybridRouter, lambda c: CachedRouter(TrieRouter(), c)])
+@pytest.mark.parametrize("matcher", [LinearRouter, TrieRouter, CompiledRouter])
 def test_cache_keys_are_owned_str_not_views_of_a_buffer(
-    build: Callable[[Any], CachedRouter],
+    matcher: Callable[[], Router],
 ) -> None:
     cache = RecordingCache(CACHES.get("lru")(16))
-    router = build(cache)
+    router = CachedRouter(matcher(), cache)
     route = Route("GET", "/users/:id", handler)
     router.add(route)
 
@@ -650,24 +652,40 @@ def test_cache_refuses_non_str_paths() -> None:
 
 
 def test_make_router_builds_each_strategy() -> None:
-    assert type(make_router("linear")).name == "linear"
-    assert isinstance(make_router("trie"), TrieRouter)
-    assert isinstance(make_router("compiled"), CompiledRouter)
-    hybrid = make_router("hybrid", "lfu", 10)
-    assert isinstance(hybrid, HybridRouter)
+    assert type(build_router("linear")).name == "linear"
+    assert isinstance(build_router("trie"), TrieRouter)
+    assert isinstance(build_router("compiled"), CompiledRouter)
+    assert isinstance(make_router(RouterConfig("trie")), TrieRouter)  # no cache section
+    # hybrid is the trie behind the route cache: CachedRouter over it, nothing else.
+    hybrid = build_router("hybrid", "lfu", 10)
+    assert type(hybrid) is CachedRouter and isinstance(hybrid.router, TrieRouter)
+    assert hybrid.stats()["strategy"] == "hybrid"
     assert hybrid.cache.name == "lfu" and hybrid.cache.capacity == 10
-    wrapped = make_router("trie", "fifo", 5)
+    wrapped = build_router("trie", "fifo", 5)
     assert isinstance(wrapped, CachedRouter) and isinstance(wrapped.router, TrieRouter)
     assert wrapped.cache.name == "fifo" and wrapped.cache.capacity == 5
 
 
+def test_cached_router_asks_the_matcher_only_for_the_tree_walk() -> None:
+    # The static dict in front has answered static paths already.
+    for matching in ("trie", "compiled", "hybrid"):
+        router = build_router(matching, "lru", 8)
+        assert isinstance(router, CachedRouter)
+        assert router._match_uncached == router.router.match_dynamic
+        assert router._match_uncached != router.router.match
+
+
 def test_make_router_rejects_bad_names_and_hybrid_without_cache() -> None:
-    with pytest.raises(ValueError, match="hybrid"):
-        make_router("hybrid", "none")
-    with pytest.raises(ValueError, match=r"router\.matching"):
-        make_router("radix")
-    with pytest.raises(ValueError, match=r"cache\.policy"):
-        make_router("trie", "arc")
+    allowed = r"\['lru', 'lfu', 'fifo', 'wtinylfu'\]"
+    with pytest.raises(ValueError, match=rf"cache\.policy must be one of {allowed}.*'hybrid'"):
+        build_router("hybrid", "none")
+    with pytest.raises(ValueError, match=r"cache\.policy must be one of .*'hybrid'"):
+        make_router(RouterConfig("hybrid"))
+    with pytest.raises(ValueError, match=r"router\.matching must be one of \['linear'"):
+        build_router("radix")
+    with pytest.raises(ValueError, match=r"cache\.policy must be one of \['none'"):
+        build_router("trie", "arc")
+    assert make_router(RouterConfig("trie"), CacheConfig("none")).name == "trie"
 
 
 def test_parse_pattern_canonical_form() -> None:

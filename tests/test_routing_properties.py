@@ -13,14 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from h3lab.routing import (
-    ROUTERS,
     CompiledRouter,
     LinearRouter,
     Route,
     Router,
-    make_router,
     routing_path,
 )
+from tests.conftest import build_router, router_variants
 
 STATIC_SEGMENTS = ["a", "b", "ab", "%61", "c%2Fd", "\\:a", "1"]
 METHODS = ["GET", "POST", "*"]
@@ -65,8 +64,9 @@ DYNAMIC_SEGMENTS = [
 ]
 LAST_SEGMENTS = ["**", "**:rest", ":{p}+", ":{p}*"]
 
-VARIANTS = [(name, "lru" if name == "hybrid" else "none") for name in ROUTERS.names()]
-VARIANTS += [("trie", "lru"), ("compiled", "lru"), ("trie", "fifo"), ("compiled-tiny", "none")]
+# hybrid is the trie behind an LRU: ("trie", "lru") would repeat it.
+VARIANTS = router_variants()
+VARIANTS += [("compiled", "lru"), ("trie", "fifo"), ("compiled-tiny", "none")]
 
 
 class TinyThresholdsCompiledRouter(CompiledRouter):
@@ -113,7 +113,7 @@ def build(variant: tuple[str, str], routes: list[Route]) -> Router:
     if variant[0] == "compiled-tiny":
         router = TinyThresholdsCompiledRouter()
     else:
-        router = make_router(variant[0], variant[1], 8)  # small: evictions happen
+        router = build_router(variant[0], variant[1], 8)  # small: evictions happen
     for route in routes:
         router.add(route)
     return router

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from h3lab.bench.machine import git_info, machine_info
+from h3lab.registry import option_columns, strategy_columns, strategy_values
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,16 +42,15 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 
+# The strategy columns come from the family table (h3lab.registry.FAMILIES):
+# router, cache_policy, cache_size, pool_policy, pool_size, memory_strategy,
+# middleware, json. Older runs without a column read it as None (load_run).
+STRATEGY_COLUMNS: tuple[str, ...] = strategy_columns()
+
 SCHEMA_COLUMNS: tuple[str, ...] = (
     "study",
     "run_id",
-    "router",
-    "cache_policy",
-    "cache_size",
-    "pool_policy",
-    "pool_size",
-    "memory_strategy",
-    "middleware",
+    *STRATEGY_COLUMNS,
     "workload",
     "metric",
     "value",
@@ -59,16 +59,11 @@ SCHEMA_COLUMNS: tuple[str, ...] = (
     "t",
 )
 
-STRATEGY_COLUMNS: tuple[str, ...] = SCHEMA_COLUMNS[2:9]
-_INT_COLUMNS = ("cache_size", "pool_size", "repetition")
+_INT_COLUMNS = (*option_columns(), "repetition")
 _STR_COLUMNS = (
     "study",
     "run_id",
-    "router",
-    "cache_policy",
-    "pool_policy",
-    "memory_strategy",
-    "middleware",
+    *(c for c in STRATEGY_COLUMNS if c not in option_columns()),
     "workload",
     "metric",
     "unit",
@@ -107,17 +102,7 @@ def _check_name(kind: str, value: str) -> str:
 
 def config_columns(config: Config) -> dict[str, Any]:
     """The strategy columns of a ``Config`` (plus ``preset``, its preset name)."""
-    return {
-        "router": config.router.matching,
-        "cache_policy": config.cache.policy,
-        "cache_size": config.cache.size,
-        "pool_policy": config.pool.policy,
-        "pool_size": config.pool.size,
-        "memory_strategy": config.memory.strategy,
-        "middleware": config.middleware.execution,
-        "json": config.response.json,
-        "preset": config.preset_name,
-    }
+    return {**strategy_values(config), "preset": config.preset_name}
 
 
 def _json_default(value: Any) -> Any:

@@ -47,3 +47,6 @@ class RouteCache(Protocol):
 
     def approx_bytes(self) -> int:
         """An estimate of the memory held by entries and bookkeeping (sys.getsizeof)."""
+
+    def tick(self, now: float) -> None:
+        """Periodic upkeep (the server's ticker): none; policies age by traffic."""

@@ -116,6 +116,9 @@ class LFURouteCache:
     def __contains__(self, key: object) -> bool:
         return key in self._entries
 
+    def tick(self, now: float) -> None:
+        """Periodic upkeep (the server's ticker): none; policies age by traffic."""
+
     def stats(self) -> dict[str, Any]:
         stats = base_stats(
             self.name, self.hits, self.misses, self.evictions, len(self._entries), self.capacity

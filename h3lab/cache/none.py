@@ -100,6 +100,9 @@ class NoRouteCache:
     def __contains__(self, key: object) -> bool:
         return False
 
+    def tick(self, now: float) -> None:
+        """Periodic upkeep (the server's ticker): none; policies age by traffic."""
+
     def stats(self) -> dict[str, Any]:
         return base_stats(self.name, self.hits, self.misses, 0, 0, self.capacity)
 

@@ -42,6 +42,9 @@ class OrderedDictCache:
     def __contains__(self, key: object) -> bool:
         return key in self._entries
 
+    def tick(self, now: float) -> None:
+        """Periodic upkeep (the server's ticker): none; policies age by traffic."""
+
     def stats(self) -> dict[str, Any]:
         return base_stats(
             self.name, self.hits, self.misses, self.evictions, len(self._entries), self.capacity

@@ -200,6 +200,9 @@ class WTinyLFURouteCache:
     def __contains__(self, key: object) -> bool:
         return key in self._protected or key in self._window or key in self._probation
 
+    def tick(self, now: float) -> None:
+        """Periodic upkeep (the server's ticker): none; policies age by traffic."""
+
     def stats(self) -> dict[str, Any]:
         stats = base_stats(
             self.name, self.hits, self.misses, self.evictions, len(self), self.capacity

@@ -101,12 +101,20 @@ class Router(Protocol):
     """A matching strategy. Registered in ``h3lab.routing.ROUTERS``."""
 
     name: ClassVar[str]
+    requires_cache: ClassVar[bool]
+    """True for a name that promises the route cache in front of the matcher
+    (``hybrid``): ``cache.policy`` must then not be ``"none"``."""
 
     def add(self, route: Route) -> None:
         """Register a route; ``ValueError`` on a duplicate method+shape or a bad pattern."""
 
     def match(self, method: str, path: str) -> Match | None:
         """The best route for this method and routing path, with fresh params."""
+
+    def match_dynamic(self, method: str, path: str) -> Match | None:
+        """``match`` for a caller that has already looked the path up among the
+        fully static routes (``CachedRouter``): a matcher that keeps those in a
+        dict of its own skips that lookup; the others answer as ``match``."""
 
     def allowed_methods(self, path: str) -> set[str]:
         """Methods of every route whose pattern matches ``path`` (for 405 Allow)."""
@@ -120,6 +128,9 @@ class Router(Protocol):
 
     def stats(self) -> dict[str, Any]:
         """Counters of this strategy (lookups, and the cache's when it has one)."""
+
+    def tick(self, now: float) -> None:
+        """Periodic upkeep (the server's ticker); nothing is periodic in a router."""
 
 
 def find_route(routes: Iterable[Route], method: str, pattern: str) -> Route:

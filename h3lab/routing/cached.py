@@ -1,7 +1,7 @@
 """A route cache in front of any router.
 
-Caching rules (shared with the ``hybrid`` strategy, which is this wrapper
-around a trie):
+Caching rules (``hybrid`` is this wrapper around a trie, see
+``h3lab.routing.hybrid``):
 
 * Fully static routes are answered from an exact ``path -> {method: route}``
   dict before the cache is consulted: the dict is as fast as the cache, and
@@ -17,6 +17,9 @@ around a trie):
   entries (that is the policy's business), but never as cached negatives.
 * ``add`` and ``remove`` clear the cache: a route coming or going can change
   the answer for any path.
+* On a miss the matcher is asked for ``match_dynamic``: the static dict has
+  already been checked, so a matcher keeping one of its own (the trie and
+  the compiled trie) skips that second lookup.
 
 Lookups are counted here, for the wrapper as a whole; the wrapped router only
 sees (and counts) cache misses.
@@ -44,6 +47,7 @@ class CachedRouter:
     """``cache`` in front of ``router``; same routes, same answers."""
 
     name: ClassVar[str] = "cached"
+    requires_cache: ClassVar[bool] = False
 
     def __init__(self, router: Router, cache: RouteCache) -> None:
         self.router = router
@@ -52,7 +56,7 @@ class CachedRouter:
         self._lookups = 0
         # PERF: bound once; a hit then costs one call, not an attribute walk.
         self._cache_get = cache.get
-        self._match_uncached = router.match
+        self._match_uncached = router.match_dynamic
 
     def add(self, route: Route) -> None:
         self.router.add(route)  # validates (bad pattern, duplicate) before we record it
@@ -93,6 +97,9 @@ class CachedRouter:
             self.cache.put(key, (found[0], tuple(found[1].items())))
         return found
 
+    # Already the whole lookup: nothing in front of it to skip.
+    match_dynamic = match
+
     def allowed_methods(self, path: str) -> set[str]:
         return self.router.allowed_methods(path)
 
@@ -107,3 +114,7 @@ class CachedRouter:
             "lookups": self._lookups,
             "cache": self.cache.stats(),
         }
+
+    def tick(self, now: float) -> None:
+        self.router.tick(now)
+        self.cache.tick(now)

@@ -129,6 +129,7 @@ class LinearRouter:
     """Scan of variant regexes grouped by tree node, in walk order (the oracle)."""
 
     name: ClassVar[str] = "linear"
+    requires_cache: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self._routes: list[Route] = []
@@ -184,6 +185,10 @@ class LinearRouter:
                 return best
         return None
 
+    # Every route is one regex here, static ones included: there is no
+    # separate static lookup for a caller to skip.
+    match_dynamic = match
+
     def allowed_methods(self, path: str) -> set[str]:
         """Every method with a route that matches ``path`` on its own."""
         if path[:1] != "/":
@@ -202,6 +207,9 @@ class LinearRouter:
     def stats(self) -> dict[str, Any]:
         # Not counted, like every bare strategy (see TrieRouter.stats).
         return {"strategy": self.name, "routes": len(self._routes), "lookups": None}
+
+    def tick(self, now: float) -> None:
+        """Nothing periodic: the table changes only on ``add``/``remove``."""
 
 
 def _rank(group: _Group) -> tuple[int, ...]:

@@ -242,13 +242,9 @@ class Server:
             except Exception:  # one connection's bug must not stop every deadline
                 logger.exception("deadline check failed")
                 conn.abort()
-        maybe_trim = getattr(self.app.pool, "maybe_trim", None)
-        if maybe_trim is not None:
-            maybe_trim(now)
         served = self.requests - self._requests_at_last_tick
-        if served:
-            self._requests_at_last_tick = self.requests
-            self.app.memory.on_requests(served)
+        self._requests_at_last_tick = self.requests
+        self.app.tick(now, served)
         self._ticker = clock.call_later(self.tick_interval, self._tick)
 
     async def shutdown(self, grace: float | None = None) -> None:

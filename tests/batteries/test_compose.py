@@ -22,6 +22,7 @@ from starlette.routing import Route
 from h3lab import H3, Config, HTTPError, Response, Server
 from h3lab.event import H3Event
 from h3lab.middleware import MIDDLEWARE_EXECUTIONS
+from h3lab.routing import ROUTERS
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -317,7 +318,7 @@ async def test_a_client_that_leaves_stops_the_mounted_stream(transport: str) -> 
 # -- remove_route ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("matching", ["linear", "trie", "compiled", "hybrid"])
+@pytest.mark.parametrize("matching", ROUTERS.names())
 async def test_remove_route(connect: Any, matching: str) -> None:
     config = Config().replace("router.matching", matching).replace("cache.policy", "lru")
     app = H3(config)

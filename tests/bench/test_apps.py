@@ -42,7 +42,7 @@ def _default_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def configs() -> list[tuple[str, Config]]:
     out = [(f"preset-{name}", Config.preset(name)) for name in PRESETS]
     for name in ROUTERS.names():
-        cache = "lru" if name == "hybrid" else "none"
+        cache = "lru" if ROUTERS.get(name).requires_cache else "none"
         out.append(
             (f"router-{name}", Config().replace(**{"router.matching": name, "cache.policy": cache}))
         )

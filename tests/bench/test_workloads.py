@@ -27,6 +27,7 @@ from h3lab.bench.workloads import (
     zipf,
     zipf_cum_weights,
 )
+from h3lab.config import CacheConfig, RouterConfig
 from h3lab.routing import ROUTERS, Route, make_router, parse_pattern
 
 TABLE = route_table(120, seed=3)
@@ -95,8 +96,8 @@ def test_route_table_custom_shares_and_errors() -> None:
 def test_every_route_registers_and_matches_its_paths(strategy: str) -> None:
     """Each route's concrete paths match that route with its params, on every strategy."""
     table = route_table(300, seed=11)
-    for cache in ("none", "lru") if strategy != "hybrid" else ("lru",):
-        router = make_router(strategy, cache, 64)
+    for cache in ("lru",) if ROUTERS.get(strategy).requires_cache else ("none", "lru"):
+        router = make_router(RouterConfig(strategy), CacheConfig(cache, 64))
         for spec in table:
             router.add(Route(spec.method, spec.pattern, spec.handler(), index=spec.index))
         for spec in table:
@@ -109,7 +110,7 @@ def test_every_route_registers_and_matches_its_paths(strategy: str) -> None:
 
 @pytest.mark.parametrize("strategy", ROUTERS.names())
 def test_table_registers_on_an_app(strategy: str) -> None:
-    cache = "lru" if strategy == "hybrid" else "none"
+    cache = "lru" if ROUTERS.get(strategy).requires_cache else "none"
     app = H3(Config().replace(**{"router.matching": strategy, "cache.policy": cache}))
     for spec in route_table(1000, seed=2):
         app.on(spec.method, spec.pattern, spec.handler())

@@ -11,16 +11,11 @@ import pytest
 from h3lab.cache import CACHES
 from h3lab.cache.lru import LRURouteCache
 from h3lab.config import Config, strategy_names
+from h3lab.registry import FAMILIES as STRATEGY_FAMILIES
 from h3lab.tune.space import KNOB_KEYS, KNOBS, SearchSpace, knob, parse_knobs
 from h3lab.tune.study import make_sampler
 
-FAMILIES = (
-    "router.matching",
-    "cache.policy",
-    "pool.policy",
-    "memory.strategy",
-    "middleware.execution",
-)
+FAMILIES = tuple(strategy.field for strategy in STRATEGY_FAMILIES)
 
 
 def _random_configs(
@@ -83,14 +78,21 @@ def test_sampled_configs_are_valid_and_conditional() -> None:
 def test_a_new_strategy_joins_the_search_without_edits() -> None:
     table = CACHES._table  # test-only: register a strategy, then put the registry back
     saved = dict(table)
+
+    class ProbeRouteCache(LRURouteCache):
+        name = "probe"
+
     try:
-        CACHES.register("probe")(LRURouteCache)
+        CACHES.register(ProbeRouteCache)
         grid = SearchSpace().grid()
         assert "probe" in grid["cache.policy"]
         assert "probe" in grid["cache.policy (not none)"]
+        assert Config().replace("cache.policy", "probe").cache.policy == "probe"
     finally:
         table.clear()
         table.update(saved)
+    with pytest.raises(ValueError, match=r"cache\.policy must be one of \['none'.*'probe'"):
+        Config().replace("cache.policy", "probe")
 
 
 def test_grid_sampler_visits_valid_distinct_configs() -> None:

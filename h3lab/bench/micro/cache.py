@@ -23,6 +23,7 @@ from h3lab.bench.micro.harness import (
     workload_for,
 )
 from h3lab.bench.workloads import route_table
+from h3lab.registry import family
 
 
 def hit_ratio_observer(cache: Any) -> Observer:
@@ -71,7 +72,7 @@ def bench_cache(
     """ns per get (+ put on a miss) replaying a workload's keys; hit ratio and approx_bytes."""
     from h3lab.cache import CACHES
 
-    policies = tuple(CACHES.names() if policies is None else policies)
+    policies = tuple(family("cache.policy").names() if policies is None else policies)
     table = route_table(routes, seed=seed)
     keys = workload_for(workload, table, seed).keys(n_requests)
     cases = []

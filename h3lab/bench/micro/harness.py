@@ -67,19 +67,12 @@ from typing import Any
 
 from h3lab.bench import stats as bstats
 from h3lab.bench.workloads import RouteSpec, Workload, make_workload
+from h3lab.registry import strategy_columns
 
 Op = Callable[[int], int | None]
 Observer = Callable[[], Callable[[], list[tuple[str, float, str]]]]
 
-STRATEGY_COLUMNS = (
-    "router",
-    "cache_policy",
-    "cache_size",
-    "pool_policy",
-    "pool_size",
-    "memory_strategy",
-    "middleware",
-)
+STRATEGY_COLUMNS = strategy_columns()  # the family table's: left out of case labels
 
 
 class BenchmarkError(RuntimeError):

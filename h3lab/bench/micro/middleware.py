@@ -7,6 +7,7 @@ from types import CoroutineType
 from typing import Any
 
 from h3lab.bench.micro.harness import BenchmarkError, Case, Op, drive, null_loop, run_cases
+from h3lab.registry import family
 
 _MW_PATH = "/mw"
 _MW_BODY = "ok"
@@ -52,14 +53,14 @@ def _middleware_loop(app: Any) -> Op:
 
 
 def bench_middleware(
-    executions: Sequence[str] = ("legacy", "fast"),
+    executions: Sequence[str] | None = None,
     counts: Sequence[int] = (0, 1, 2, 4, 8, 16, 32),
     kinds: Sequence[str] = ("onion", "before"),
     **timing: Any,
 ) -> list[dict[str, Any]]:
     """ns per request through ``n`` no-op middlewares (+ ``overhead_ns`` = ns(n) - ns(0))."""
     cases = []
-    for execution in executions:
+    for execution in family("middleware.execution").names() if executions is None else executions:
         for kind in kinds:
             for n in counts:
                 app = _middleware_app(execution, n, kind)

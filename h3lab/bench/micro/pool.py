@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from h3lab.bench.micro.harness import BenchmarkError, Case, Observer, Op, null_loop, run_cases
+from h3lab.registry import family
 
 
 def _pool_loop(pool: Any, concurrency: int) -> Op:
@@ -80,17 +81,18 @@ def bench_pool(
     guard costs per request (``guarded`` minus ``bare``), under every policy
     (off by default: the event-pool study's rows keep their shape).
     """
+    from h3lab.config import PoolConfig
     from h3lab.event import H3Event
-    from h3lab.pool import POOLS, make_pool
+    from h3lab.pool import make_pool
 
-    policies = tuple(POOLS.names() if policies is None else policies)
+    policies = tuple(family("pool.policy").names() if policies is None else policies)
     cases = []
     for c in concurrency:
         if c < 1:
             raise ValueError(f"concurrency must be >= 1, got {c}")
         for policy in policies:
             for size in (0,) if policy == "none" else sizes:
-                pool = make_pool(policy, H3Event, size, 0, 0.0)
+                pool = make_pool(PoolConfig(policy, size, warmup=0, trim_interval=0.0), H3Event)
                 cases.append(
                     Case(
                         "pool",

@@ -21,6 +21,7 @@ from h3lab.bench.micro.harness import (
     workload_for,
 )
 from h3lab.bench.workloads import BenchRequest, RouteSpec, route_table
+from h3lab.registry import family
 
 
 def _router_extra_routes(
@@ -99,7 +100,7 @@ def bench_router(
 ) -> list[dict[str, Any]]:
     """ns per ``router.match`` per strategy x table size, bare and behind the route cache.
 
-    ``hybrid`` always has its cache, so it only runs in the ``cached=True`` rows.
+    A name that requires the cache (``hybrid``) only runs in the ``cached=True`` rows.
     The samples replay the first ``n_requests`` requests of the workload in a
     loop: keep it long enough that its distinct keys outnumber ``cache_size``,
     or the cache holds the whole replayed trace and hits every time. Before
@@ -109,9 +110,10 @@ def bench_router(
     static paths are answered from the exact dict in front of the cache and
     never reach it.
     """
+    from h3lab.config import CacheConfig, RouterConfig
     from h3lab.routing import ROUTERS, Route, make_router
 
-    strategies = tuple(ROUTERS.names() if strategies is None else strategies)
+    strategies = tuple(family("router.matching").names() if strategies is None else strategies)
     cases: list[Case] = []
     for size in sizes:
         table = route_table(size, seed=seed)
@@ -120,10 +122,10 @@ def bench_router(
         keys = [request.key for request in requests]
         for strategy in strategies:
             for with_cache in cached:
-                if strategy == "hybrid" and not with_cache:
+                if ROUTERS.get(strategy).requires_cache and not with_cache:
                     continue
                 policy = cache_policy if with_cache else "none"
-                router = make_router(strategy, policy, cache_size)
+                router = make_router(RouterConfig(strategy), CacheConfig(policy, cache_size))
                 for i, spec in enumerate(table):
                     router.add(Route(spec.method, spec.pattern, spec.handler(), index=i))
                 for j, (method, pattern) in enumerate(extra):
