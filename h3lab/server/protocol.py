@@ -80,6 +80,7 @@ from h3lab.response import JSON_TYPE, Response, json_encode
 from h3lab.routing import routing_path
 from h3lab.server import framing, http11
 from h3lab.server.access_log import log_access, request_started
+from h3lab.server.app_refusal import body_too_large
 from h3lab.server.flow import FlowControl
 from h3lab.server.framing import (
     BODY_DISCARDED,
@@ -533,15 +534,30 @@ class HttpProtocol(asyncio.Protocol):
             if not self.in_flight():
                 self._close_when_done()
             return
+        answer = None
         if isinstance(cause, Refusal):
             status, reason = cause.status, cause.reason
+            if status == 413 and self.state == BODY:
+                # h3 (and the ASGI adapter) answer it through the app's on_error hook.
+                answer = body_too_large(
+                    self.app,
+                    self.server,
+                    reason,
+                    method=self._method,
+                    http_version=self._version,
+                    url=self._url,
+                    raw_headers=self._headers,
+                    peer=self.peer,
+                    conn=self,
+                    head_only=self._refusing_head(),
+                )
         elif cause is not None or not isinstance(exc, httptools.HttpParserError):
             # Our own code failed on this input: a bug, so say it loudly.
             logger.error("failed to process request bytes", exc_info=cause or exc)
             status, reason = 500, "Internal Server Error"
         else:
             status, reason = framing.parser_error(exc, data)
-        self._protocol_error(status, reason)
+        self._protocol_error(status, reason, answer)
 
     def on_message_begin(self) -> None:
         self._url = b""
@@ -1224,7 +1240,7 @@ class HttpProtocol(asyncio.Protocol):
         if self.flow is not None:
             self.flow.resume_all()
 
-    def _protocol_error(self, status: int, reason: str) -> None:
+    def _protocol_error(self, status: int, reason: str, answer: bytes | None = None) -> None:
         """Refuse the request being received: answer, then close gracefully.
 
         Nothing after the error is interpreted (the parser becomes a sink).
@@ -1242,7 +1258,7 @@ class HttpProtocol(asyncio.Protocol):
             or self._pending_error is not None
         ):
             return
-        self._pending_error = http11.error_bytes(
+        self._pending_error = answer or http11.error_bytes(
             status,
             reason,
             server=self.server.server_bytes,
