@@ -99,9 +99,7 @@ def _asgi_mounts(app: H3) -> list[Any]:
     """The ASGI applications mounted on ``app`` (``ASGIMount``), in mount order."""
     from h3lab.mount import ASGIMount
 
-    return [
-        route.handler for route in app.routes() if isinstance(route.handler, ASGIMount)
-    ]
+    return [route.handler for route in app.routes() if isinstance(route.handler, ASGIMount)]
 
 
 async def run_startup(app: H3) -> None:
@@ -229,7 +227,9 @@ class ASGILifespan:
         if not done:
             task.cancel()
         elif not task.cancelled() and task.exception() is not None:
-            logger.debug("lifespan of the ASGI app at %s raised", self.where, exc_info=task.exception())
+            logger.debug(
+                "lifespan of the ASGI app at %s raised", self.where, exc_info=task.exception()
+            )
 
 
 def _last_line(text: str) -> str:

@@ -26,9 +26,7 @@ def build(seen: list[Any], replace: bool) -> H3:
     def on_error(event: H3Event, error: HTTPError) -> Response | None:
         seen.append(("error", event.method, event.path, event.query.get("q"), error.status))
         if replace:
-            return Response(
-                {"too_big": True, "limit": LIMIT}, error.status, {"x-hook": "on_error"}
-            )
+            return Response({"too_big": True, "limit": LIMIT}, error.status, {"x-hook": "on_error"})
         return None
 
     def on_response(event: H3Event, response: Response) -> None:

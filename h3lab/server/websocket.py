@@ -14,9 +14,12 @@ handler never called. Otherwise the HTTP protocol hands the transport to a
 ``WebSocketProtocol`` (``transport.set_protocol``) with the bytes that
 followed the request, and the connection's Task starts (in its own copy of
 the context): it awaits the ``on_request`` hook when it is async (a
-synchronous one ran in the parser callback, before the route was matched),
-runs the app's middleware (``h3lab.websocket.admit``), and only then the
-handler. A refusal from either is sent as the HTTP answer to the upgrade.
+synchronous one ran in the parser callback, before the route was matched;
+with an async one the route is matched again after it, and an upgrade is
+taken over even if the path had no WebSocket route before the hook, which
+may rewrite it: a 404 then, as under ASGI), runs the app's middleware
+(``h3lab.websocket.admit``), and only then the handler. A refusal from
+either is sent as the HTTP answer to the upgrade.
 
 The handshake's checks are ours (wsproto's ``H11Handshake`` would re-parse
 the head with h11 and does not check the key's form); the accept token and
@@ -59,8 +62,6 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
-from wsproto.extensions import PerMessageDeflate
-from wsproto.handshake import server_extensions_handshake
 from wsproto.events import (
     BytesMessage,
     CloseConnection,
@@ -68,6 +69,8 @@ from wsproto.events import (
     Ping,
     TextMessage,
 )
+from wsproto.extensions import PerMessageDeflate
+from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import LocalProtocolError, generate_accept_token, split_comma_header
 
 from h3lab.event import H3Event
@@ -212,11 +215,12 @@ def upgrade(http: HttpProtocol, event: H3Event) -> WebSocketProtocol | bytes | N
         if inspect.isawaitable(result):
             pending = result
     match = app.match_ws(ws_event.route_path)
-    if match is None:
-        if inspect.iscoroutine(pending):
-            pending.close()  # served as plain HTTP, where the hook runs again
-        return None
-    route, params = match
+    if match is None and pending is None:
+        return None  # no WebSocket route: plain HTTP
+    # With an async hook the route is known only once it ran (it may rewrite
+    # the path: a root path), so the upgrade is taken over and routed again
+    # in the task; no route then is a 404, as under ASGI.
+    route, params = match if match is not None else (None, {})
     try:
         key, subprotocols = check_handshake(event.method, event.http_version, event._raw_headers)
     except HandshakeRefused as exc:
@@ -226,8 +230,14 @@ def upgrade(http: HttpProtocol, event: H3Event) -> WebSocketProtocol | bytes | N
     ws_event.params = params
     ws_event.route = route
     protocol = WebSocketProtocol(
-        server, http.transport, ws_event, route.handler, params, key, subprotocols
-    )  # type: ignore[arg-type]
+        server,
+        http.transport,  # type: ignore[arg-type]
+        ws_event,
+        route.handler if route is not None else None,
+        params,
+        key,
+        subprotocols,
+    )
     protocol.pending_hook = pending
     protocol.extension_offers = extension_offers(event._raw_headers)
     return protocol

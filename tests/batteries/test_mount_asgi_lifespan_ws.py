@@ -167,7 +167,10 @@ async def test_an_app_without_lifespan_support_is_served_anyway() -> None:
     app = H3()
     app.mount("/plain", plain)
     await run_startup(app)  # the app raised on the lifespan scope: served without it
-    async with Server(app, "127.0.0.1", 0) as server, aiohttp.ClientSession() as session:
-        async with session.get(server.url + "/plain/x") as resp:
-            assert await resp.text() == "plain asgi"
+    async with (
+        Server(app, "127.0.0.1", 0) as server,
+        aiohttp.ClientSession() as session,
+        session.get(server.url + "/plain/x") as resp,
+    ):
+        assert await resp.text() == "plain asgi"
     assert await run_shutdown(app) == []

@@ -11,6 +11,7 @@ aiohttp client talks to the built-in server and to ``app.asgi`` under uvicorn.
 from __future__ import annotations
 
 import asyncio
+import base64
 from typing import Any
 
 import aiohttp
@@ -82,6 +83,11 @@ def build(execution: str, calls: dict[str, int], on_request: Any = None) -> H3:
     return app
 
 
+def basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"authorization": f"Basic {token}"}
+
+
 async def refused(live: Any, path: str, **kw: Any) -> aiohttp.WSServerHandshakeError:
     with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
         await live.session.ws_connect(live.url + path, **kw)
@@ -99,11 +105,11 @@ async def test_basic_auth_middleware_refuses_an_upgrade_and_admits_the_right_use
     assert error.headers is not None and error.headers["www-authenticate"].startswith(
         'Basic realm="ws"'
     )
-    error = await refused(live, "/private/chat", auth=aiohttp.BasicAuth("ada", "wrong"))
+    error = await refused(live, "/private/chat", headers=basic("ada", "wrong"))
     assert error.status == 401
     assert calls.get("private", 0) == 0  # the handler never ran
     async with live.session.ws_connect(
-        live.url + "/private/chat", auth=aiohttp.BasicAuth("ada", "lovelace")
+        live.url + "/private/chat", headers=basic("ada", "lovelace")
     ) as ws:
         hello = await ws.receive_json(timeout=5)
     # The onion layer finished (its "after" part too) before the handler was called.

@@ -72,15 +72,17 @@ async def test_pings_are_sent_and_a_silent_peer_is_closed_with_1011(
     served: tuple[Server, dict[str, Any]],
 ) -> None:
     server, state = served
-    async with aiohttp.ClientSession() as session:
-        # autoping=False: the client neither answers Pings nor hides them.
-        async with session.ws_connect(server.url + "/echo", autoping=False) as ws:
-            first = await ws.receive(timeout=2)
-            assert first.type == aiohttp.WSMsgType.PING
-            # We stay silent: within the timeout (plus a tick) the server gives up.
-            closing = await ws.receive(timeout=2)
-            assert closing.type == aiohttp.WSMsgType.CLOSE
-            assert closing.data == 1011 and closing.extra == "keepalive ping timeout"
+    # autoping=False: the client neither answers Pings nor hides them.
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(server.url + "/echo", autoping=False) as ws,
+    ):
+        first = await ws.receive(timeout=2)
+        assert first.type == aiohttp.WSMsgType.PING
+        # We stay silent: within the timeout (plus a tick) the server gives up.
+        closing = await ws.receive(timeout=2)
+        assert closing.type == aiohttp.WSMsgType.CLOSE
+        assert closing.data == 1011 and closing.extra == "keepalive ping timeout"
     await asyncio.wait_for(state["done"].wait(), 5)
     assert state["close_code"] == 1011
 
@@ -89,22 +91,30 @@ async def test_a_peer_that_answers_pings_stays_connected(
     served: tuple[Server, dict[str, Any]],
 ) -> None:
     server, _ = served
-    async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(server.url + "/echo") as ws:  # autoping answers
-            await asyncio.sleep(4 * (INTERVAL + TIMEOUT))  # four ping rounds
-            await ws.send_str("still here")
-            assert await ws.receive_str(timeout=2) == "still here"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(server.url + "/echo") as ws,
+    ):
+        # aiohttp answers Pings (autoping) from inside receive(): keep one waiting.
+        echo = asyncio.create_task(ws.receive())
+        await asyncio.sleep(4 * (INTERVAL + TIMEOUT))  # four ping rounds
+        assert not echo.done(), f"the server sent {echo.result()}"  # e.g. a 1011 Close
+        await ws.send_str("still here")
+        message = await asyncio.wait_for(echo, 2)
+        assert message.type == aiohttp.WSMsgType.TEXT and message.data == "still here"
 
 
 @pytest.mark.parametrize("served", [config(**{"limits.websocket_ping_interval": 0})], indirect=True)
 async def test_interval_zero_sends_no_pings(served: tuple[Server, dict[str, Any]]) -> None:
     server, _ = served
-    async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(server.url + "/echo", autoping=False) as ws:
-            with pytest.raises(asyncio.TimeoutError):
-                await ws.receive(timeout=3 * (INTERVAL + TIMEOUT))
-            await ws.send_str("no pings, still open")
-            assert await ws.receive_str(timeout=2) == "no pings, still open"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(server.url + "/echo", autoping=False) as ws,
+    ):
+        with pytest.raises(asyncio.TimeoutError):
+            await ws.receive(timeout=3 * (INTERVAL + TIMEOUT))
+        await ws.send_str("no pings, still open")
+        assert await ws.receive_str(timeout=2) == "no pings, still open"
 
 
 def test_bad_keepalive_values_are_value_errors_naming_the_field() -> None:
@@ -139,12 +149,14 @@ async def test_the_limit_applies_to_the_inflated_message(
     served: tuple[Server, dict[str, Any]],
 ) -> None:
     server, state = served
-    async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(server.url + "/echo", compress=15) as ws:
-            # ~1 KB on the wire, LIMIT * 16 inflated: a small deflate bomb.
-            await ws.send_bytes(b"\0" * (LIMIT * 16))
-            message = await ws.receive(timeout=5)
-            assert message.type == aiohttp.WSMsgType.CLOSE and message.data == 1009
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(server.url + "/echo", compress=15) as ws,
+    ):
+        # ~1 KB on the wire, LIMIT * 16 inflated: a small deflate bomb.
+        await ws.send_bytes(b"\0" * (LIMIT * 16))
+        message = await ws.receive(timeout=5)
+        assert message.type == aiohttp.WSMsgType.CLOSE and message.data == 1009
     await asyncio.wait_for(state["done"].wait(), 5)
 
 
@@ -177,9 +189,7 @@ async def raw_upgrade(server: Server, path: str, extensions: str | None) -> tupl
 
 async def test_compressed_frames_on_the_wire(served: tuple[Server, dict[str, Any]]) -> None:
     server, _ = served
-    head, frame = await raw_upgrade(
-        server, "/greet", "permessage-deflate; client_max_window_bits"
-    )
+    head, frame = await raw_upgrade(server, "/greet", "permessage-deflate; client_max_window_bits")
     assert head.startswith(b"HTTP/1.1 101")
     assert b"sec-websocket-extensions: permessage-deflate" in head.lower()
     assert frame[0] & 0x40, "RSV1 (compressed) is not set"
@@ -187,7 +197,9 @@ async def test_compressed_frames_on_the_wire(served: tuple[Server, dict[str, Any
     assert len(payload) < 100  # 1000 "a"s, deflated
     assert zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff") == b"a" * 1000
     # A malformed offer is declined (no extension), never an error.
-    head, frame = await raw_upgrade(server, "/greet", "permessage-deflate; client_max_window_bits=x")
+    head, frame = await raw_upgrade(
+        server, "/greet", "permessage-deflate; client_max_window_bits=x"
+    )
     assert head.startswith(b"HTTP/1.1 101") and b"extensions" not in head.lower()
     assert not frame[0] & 0x40 and frame[1:] == b"a" * 1000
 
@@ -199,8 +211,10 @@ async def test_deflate_can_be_turned_off(served: tuple[Server, dict[str, Any]]) 
     server, _ = served
     head, frame = await raw_upgrade(server, "/greet", "permessage-deflate")
     assert b"extensions" not in head.lower() and frame[1:] == b"a" * 1000
-    async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(server.url + "/echo", compress=15) as ws:
-            assert ws.compress == 0
-            await ws.send_str("plain")
-            assert await ws.receive_str(timeout=5) == "plain"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(server.url + "/echo", compress=15) as ws,
+    ):
+        assert ws.compress == 0
+        await ws.send_str("plain")
+        assert await ws.receive_str(timeout=5) == "plain"
