@@ -172,7 +172,9 @@ class ASGILifespan:
         assert self._task is not None
         getter = asyncio.ensure_future(self._from_app.get())
         try:
-            await asyncio.wait((getter, self._task), timeout=timeout, return_when="FIRST_COMPLETED")
+            await asyncio.wait(
+                (getter, self._task), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             if not getter.done():
                 getter.cancel()

@@ -69,7 +69,7 @@ from wsproto.events import (
     Ping,
     TextMessage,
 )
-from wsproto.extensions import PerMessageDeflate
+from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import LocalProtocolError, generate_accept_token, split_comma_header
 
@@ -621,7 +621,7 @@ class WebSocketProtocol(asyncio.Protocol):
             head.append(b"sec-websocket-protocol: %s\r\n" % subprotocol.encode("latin-1"))
         if headers:
             head.append(http11.encode_headers(headers))  # UnsafeHeader: the handler's error
-        extensions = []
+        extensions: list[Extension] = []
         if self.extension_offers and self.server.config.server.websocket_per_message_deflate:
             deflate = negotiate_deflate(self.extension_offers)
             if deflate is not None:
