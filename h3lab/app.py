@@ -210,12 +210,11 @@ class H3:
         else:
             raise TypeError(f"app.mount needs an H3 app or an ASGI application, got {app!r}")
         self.on(ANY_METHOD, handler.pattern, handler, meta={"mount": handler})
-        if isinstance(app, H3):
-            # Upgrades under the prefix ask the sub-app's WebSocket routes (at
-            # match time: it may add some later). Only apps that mount pay.
-            if self._ws_router is None:
-                self._ws_router = TrieRouter()
-            self._ws_router.add(Route("GET", handler.pattern, handler, meta={"mount": handler}))
+        # Upgrades under the prefix go to the mount (an H3 sub-app's WebSocket
+        # routes, asked at match time; an ASGI app's websocket scope).
+        if self._ws_router is None:
+            self._ws_router = TrieRouter()
+        self._ws_router.add(Route("GET", handler.pattern, handler, meta={"mount": handler}))
         return self
 
     def mounted_apps(self) -> list[H3]:

@@ -18,7 +18,13 @@ refusal before accept   ``websocket.http.response.*`` when the server
 message the server assembled (servers have their own frame limits, which
 come first: uvicorn's ``--ws-max-size`` defaults to 16 MiB). A request for a
 path without a WebSocket route is refused with 404 (or a close where the
-server has no HTTP responses for WebSockets).
+server has no HTTP responses for WebSockets), and so is an upgrade refused
+by the ``on_request`` hook or ``app.use`` middleware, with their answer.
+
+Keepalive pings and permessage-deflate are the ASGI server's (uvicorn:
+``--ws-ping-interval``, ``--ws-ping-timeout``, ``--ws-per-message-deflate``);
+``limits.websocket_ping_*`` and ``server.websocket_per_message_deflate`` are
+the built-in server's.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import inspect
 from typing import TYPE_CHECKING, Any
 
 from h3lab.response import Response, json_bytes
-from h3lab.websocket import WebSocket, WebSocketDisconnect, run_handler
+from h3lab.websocket import WebSocket, WebSocketDisconnect, admit, run_handler
 
 if TYPE_CHECKING:
     from h3lab.app import H3
@@ -135,7 +141,8 @@ async def serve_websocket(
             if inspect.isawaitable(result):
                 await result
         except Exception as exc:
-            await channel.reject(500, app.error_response(event, exc))
+            response = app.error_response(event, exc)
+            await channel.reject(response.status, response)
             return
     match = app.match_ws(event.route_path)
     if match is None:
@@ -145,4 +152,5 @@ async def serve_websocket(
     event.params = params
     event.route = route
     ws = WebSocket(event, params, channel, list(scope.get("subprotocols") or ()))
-    await run_handler(ws, route.handler)
+    if await admit(app, ws):
+        await run_handler(ws, route.handler)

@@ -169,6 +169,13 @@ class LimitsConfig:
     instead of a reset."""
     max_websocket_message_size: int = 1024 * 1024
     """Bytes of one WebSocket message (all its fragments) -> close code 1009."""
+    websocket_ping_interval: float = 20.0
+    """Seconds between the keepalive Pings the built-in server sends on an open
+    WebSocket (0 = none). Under ASGI the ASGI server pings (uvicorn's
+    ``--ws-ping-interval``)."""
+    websocket_ping_timeout: float = 20.0
+    """Seconds after a keepalive Ping within which something (its Pong, or any
+    frame) must arrive, else the WebSocket is closed with 1011."""
 
     def validate(self) -> None:
         for name in (
@@ -192,8 +199,10 @@ class LimitsConfig:
             "shutdown_grace",
             "send_timeout",
             "linger_timeout",
+            "websocket_ping_timeout",
         ):
             _check_float(f"limits.{name}", getattr(self, name), 0.001)
+        _check_float("limits.websocket_ping_interval", self.websocket_ping_interval, 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +214,9 @@ class ServerConfig:
     backlog: int = 2048
     server_header: str = "h3lab"
     """Value of the Server header ('' to omit it)."""
+    websocket_per_message_deflate: bool = True
+    """Compress WebSocket messages (RFC 7692 permessage-deflate) when the client
+    offers it, on the built-in server (under ASGI the ASGI server decides)."""
 
     def validate(self) -> None:
         if self.stats_path is not None and (
@@ -216,6 +228,11 @@ class ServerConfig:
         if not isinstance(self.access_log, bool):
             raise ValueError(f"server.access_log must be true or false, got {self.access_log!r}")
         _check_int("server.backlog", self.backlog, 1)
+        if not isinstance(self.websocket_per_message_deflate, bool):
+            raise ValueError(
+                "server.websocket_per_message_deflate must be true or false, "
+                f"got {self.websocket_per_message_deflate!r}"
+            )
         if not isinstance(self.server_header, str) or any(c in self.server_header for c in "\r\n"):
             raise ValueError(
                 f"server.server_header must be a one-line string, got {self.server_header!r}"

@@ -33,6 +33,13 @@ ASGI application (``ASGIMount``)
     when the response is over or the client leaves (a ``send`` after that
     raises ``OSError``, ASGI 2.4). Work the app does after its last body
     message (Starlette's background tasks) keeps running after the response.
+    The request body is the one the transport read (bounded by
+    ``limits.max_body_size``), handed over in one ``http.request`` message.
+    Upgrades under the prefix become the app's ``websocket`` scope, bridged
+    over h3lab's ``WebSocket`` (``_WebSocketBridge``: the parent's hook and
+    middleware run first; ``websocket.http.response.*`` refusals are
+    supported). The app's ASGI lifespan runs with its parent's hooks
+    (``h3lab.lifespan``).
 """
 
 from __future__ import annotations
@@ -150,8 +157,10 @@ class H3Mount(_Mount):
         """The sub-app's WebSocket route for an upgrade under the prefix, as a
         route whose handler sees the relative path; None if it has none."""
         from h3lab.routing import Route
+        from h3lab.websocket import admit
 
         _, relative = _strip(route_path, self.segments)
+        sub = self.app
         match = self.app.match_ws(relative)
         if match is None:
             return None
@@ -172,6 +181,9 @@ class H3Mount(_Mount):
             event.raw_path = raw
             event.route_path = routing_path(raw)
             event.path = unquote(raw) if "%" in raw else raw
+            # The sub-app's own hook and middleware, as for its HTTP routes.
+            if not await admit(sub, ws, run_hook=True):
+                return None
             return await inner(ws)
 
         wrapped = Route(route.method, route.pattern, relative_paths, meta=route.meta)
@@ -185,10 +197,33 @@ def _restore(event: Any, saved: tuple[Any, ...]) -> None:
 class ASGIMount(_Mount):
     """The route handler of an ASGI application mount (see the module doc)."""
 
-    __slots__ = ()
+    __slots__ = ("lifespan",)
+
+    def __init__(self, prefix: str, app: Any) -> None:
+        super().__init__(prefix, app)
+        self.lifespan: Any = None  # h3lab.lifespan.ASGILifespan while the app runs
 
     def __call__(self, event: Any) -> Any:
         return self._serve(event)
+
+    def match_ws(self, route_path: str) -> Any:
+        """A route whose handler bridges the upgrade to the app's websocket scope."""
+        from h3lab.routing import Route
+
+        return Route("GET", self.pattern, self._websocket, meta={"mount": self}), {}
+
+    async def _websocket(self, ws: Any) -> None:
+        event = ws.event
+        scope = self.scope(event)
+        scope.pop("method", None)
+        scope["type"] = "websocket"
+        scheme = scope.get("scheme", "http")
+        scope["scheme"] = "wss" if scheme in ("https", "wss") else "ws"
+        scope["subprotocols"] = list(ws.subprotocols)
+        # Refusals with a body (websocket.http.response.*) are ours to send.
+        scope["extensions"] = {**(scope.get("extensions") or {}), "websocket.http.response": {}}
+        bridge = _WebSocketBridge(ws)
+        await self.app(scope, bridge.receive, bridge.send)
 
     def scope(self, event: Any) -> dict[str, Any]:
         # The prefix as the client spelled it (``/%61pi`` for ``/api``), after
@@ -216,6 +251,10 @@ class ASGIMount(_Mount):
                 "extensions": {},
             }
         scope["method"] = event.method
+        lifespan = self.lifespan
+        if lifespan is not None and lifespan.state:
+            # What its lifespan put in "state", a shallow copy per request (ASGI).
+            scope["state"] = {**(scope.get("state") or {}), **lifespan.state}
         scope["root_path"] = base + root
         scope["path"] = base + root + (unquote(rest) if "%" in rest else rest)
         scope["raw_path"] = (head + rest).encode("latin-1", "replace")
@@ -344,6 +383,70 @@ class _Exchange:
 
     async def aclose(self) -> None:
         self.close()
+
+
+class _WebSocketBridge:
+    """ASGI ``websocket.*`` messages for a mounted app, over h3lab's ``WebSocket``
+    (so the same bridge serves the built-in server and the ASGI adapter)."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.connected = False
+        self.refusal: Response | None = None
+        self.refusal_body: list[bytes] = []
+
+    async def receive(self) -> dict[str, Any]:
+        from h3lab.websocket import WebSocketDisconnect
+
+        if not self.connected:
+            self.connected = True
+            return {"type": "websocket.connect"}
+        try:
+            message = await self.ws.receive()
+        except WebSocketDisconnect as exc:
+            return {"type": "websocket.disconnect", "code": exc.code, "reason": exc.reason}
+        if type(message) is str:
+            return {"type": "websocket.receive", "text": message}
+        return {"type": "websocket.receive", "bytes": message}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        from h3lab.websocket import CONNECTING, WebSocketDisconnect, refuse
+
+        ws = self.ws
+        kind = message["type"]
+        try:
+            if kind == "websocket.accept":
+                headers = {
+                    bytes(k).decode("latin-1"): bytes(v).decode("latin-1")
+                    for k, v in message.get("headers") or ()
+                }
+                await ws.accept(message.get("subprotocol"), headers)
+            elif kind == "websocket.send":
+                text = message.get("text")
+                await ws.send(text if text is not None else bytes(message.get("bytes") or b""))
+            elif kind == "websocket.close":
+                if ws.state == CONNECTING:
+                    await ws.close()  # before accept: a 403, as ASGI servers answer
+                else:
+                    await ws.close(message.get("code", 1000), message.get("reason") or "")
+            elif kind == "websocket.http.response.start":
+                headers_list = [
+                    (bytes(k).decode("latin-1"), bytes(v).decode("latin-1"))
+                    for k, v in message.get("headers") or ()
+                ]
+                self.refusal = Response(b"", int(message["status"]))
+                self.refusal.headers = headers_list  # the app's own, no default type
+            elif kind == "websocket.http.response.body":
+                if self.refusal is None:
+                    raise RuntimeError("websocket.http.response.body before its start")
+                self.refusal_body.append(bytes(message.get("body", b"")))
+                if not message.get("more_body", False):
+                    self.refusal.body = b"".join(self.refusal_body)
+                    await refuse(ws, self.refusal)
+            else:
+                raise RuntimeError(f"unexpected ASGI message {kind!r} in a WebSocket")
+        except WebSocketDisconnect:
+            raise OSError("the client has disconnected") from None  # ASGI 2.4
 
 
 async def _outlive(task: asyncio.Future[Any], exchange: _Exchange) -> None:

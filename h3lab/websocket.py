@@ -17,9 +17,13 @@ state machine (connecting -> open -> closed) and the rules both share:
 
 * the app's ``on_request`` hook runs on the upgrade request before the
   WebSocket route is matched (``h3lab serve --root-path`` and
-  ``--proxy-headers`` are such a hook); an ``HTTPError`` it raises is the
-  answer to the upgrade (a 401 from an auth hook, say). ``app.use``
-  middleware does not run for WebSocket routes;
+  ``--proxy-headers`` are such a hook; an async one is awaited); then the
+  app's ``app.use`` middleware runs (``admit``), as h3 v2 runs a route's
+  middleware before its WebSocket handler upgrades. An ``HTTPError`` either
+  raises, or a value a middleware returns instead of calling ``next()``, is
+  the answer to the upgrade (a 401 from ``basic_auth``, say), and the handler
+  is never called. A mounted H3 sub-app's hook and middleware run after the
+  parent's, as for its HTTP routes;
 * a handler that returns without accepting refuses the upgrade (HTTP 403);
 * a handler that raises before accepting gets a 500, after accepting the
   connection is closed with 1011 (the error is logged);
@@ -35,12 +39,15 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from h3lab.app import H3
     from h3lab.datastructures import Headers, QueryParams
     from h3lab.event import H3Event
+    from h3lab.response import Response
 
 __all__ = ["WebSocket", "WebSocketDisconnect", "WebSocketHandler"]
 
@@ -83,7 +90,7 @@ class Channel(Protocol):
 
     async def close(self, code: int, reason: str) -> None: ...
 
-    async def reject(self, status: int) -> None: ...
+    async def reject(self, status: int, response: Response | None = None) -> None: ...
 
 
 def check_close_code(code: int) -> int:
@@ -254,24 +261,65 @@ class WebSocket:
         return f"<WebSocket {self.path} {self.state}>"
 
 
-def run_hook_now(hook: Callable[[Any], Any], event: H3Event) -> bool:
-    """Run an ``on_request`` hook without a loop turn; False if it suspends.
+# What the end of the upgrade's middleware chain returns: "go on and upgrade".
+_UPGRADE = object()
+# Each app's compiled upgrade chain, with the layers it was compiled from
+# (recompiled when ``app.use`` changed them; apps are never kept alive by it).
+_chains: weakref.WeakKeyDictionary[H3, tuple[tuple[Any, ...], Any]] = weakref.WeakKeyDictionary()
 
-    The built-in server decides in a parser callback whether a request is an
-    upgrade, so the hook cannot be awaited there: a sync hook (the proxy
-    hook) or an async one that finishes without waiting is fine.
+
+async def _upgrade_endpoint(event: H3Event) -> object:
+    return _UPGRADE
+
+
+def _upgrade_chain(app: H3) -> Any:
+    """The app's ``app.use`` layers around ``_upgrade_endpoint``; None without layers.
+
+    Compiled with no route pattern, so prefix scopes are tested against the
+    upgrade's path at each request (both executions do that for 404 chains).
     """
-    result = hook(event)
-    if not inspect.isawaitable(result):
-        return True
-    if not inspect.iscoroutine(result):
-        return False
+    layers = tuple(app._layers)
+    if not layers:
+        return None
+    cached = _chains.get(app)
+    if cached is not None and cached[0] == layers:
+        return cached[1]
+    chain = app.execution.compile(layers, _upgrade_endpoint, True, None, "GET")
+    _chains[app] = (layers, chain)
+    return chain
+
+
+async def admit(app: H3, ws: WebSocket, *, run_hook: bool = False) -> bool:
+    """Run ``app``'s middleware (and its ``on_request`` hook with ``run_hook``)
+    on the upgrade request: True to go on, False once the upgrade was refused
+    with the answer they gave (an error, or a value returned instead of
+    calling ``next()``), sent as the HTTP response to the upgrade."""
+    event = ws.event
     try:
-        result.send(None)
-    except StopIteration:
+        if run_hook and app.on_request_hook is not None:
+            result = app.on_request_hook(event)
+            if inspect.isawaitable(result):
+                await result
+        chain = _upgrade_chain(app)
+        if chain is None:
+            return True
+        result = chain(event)
+        if inspect.isawaitable(result):
+            result = await result
+    except Exception as exc:
+        await refuse(ws, app.error_response(event, exc))
+        return False
+    if result is _UPGRADE:
         return True
-    result.close()
+    await refuse(ws, app.response_for(event, result))
     return False
+
+
+async def refuse(ws: WebSocket, response: Response) -> None:
+    """Answer the upgrade with ``response`` instead of a 101."""
+    if ws.state == CONNECTING:
+        ws.state = CLOSED
+        await ws._channel.reject(response.status, response)
 
 
 async def run_handler(ws: WebSocket, handler: WebSocketHandler) -> None:

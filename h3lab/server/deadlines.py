@@ -204,7 +204,9 @@ class Ending:
         if self.flow is not None:
             self.flow.resume_all()
 
-    def _protocol_error(self: Connection, status: int, reason: str) -> None:
+    def _protocol_error(
+        self: Connection, status: int, reason: str, answer: bytes | None = None
+    ) -> None:
         """Refuse the request being received: answer, then close gracefully.
 
         Nothing after the error is interpreted (the parser becomes a sink).
@@ -222,7 +224,8 @@ class Ending:
             or self._pending_error is not None
         ):
             return
-        self._pending_error = http11.error_bytes(
+        # ``answer``: the app's own refusal (a 413 through on_error), else the server's.
+        self._pending_error = answer or http11.error_bytes(
             status,
             reason,
             server=self.server.server_bytes,

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import httptools
 
 from h3lab.server import framing
+from h3lab.server.app_refusal import body_too_large
 from h3lab.server.cycle import Stop
 from h3lab.server.deadlines import BODY, HEADERS
 from h3lab.server.flow import DISCARD, Held
@@ -190,15 +191,28 @@ class Reading:
             if not self.in_flight():
                 self._close_when_done()
             return
+        answer = None
         if isinstance(cause, Refusal):
             status, reason = cause.status, cause.reason
+            if status == 413 and self.state == BODY:
+                # h3 (and the ASGI adapter) answer it through the app's on_error hook.
+                answer = body_too_large(
+                    self.app,
+                    self.server,
+                    reason,
+                    head=self.head,
+                    raw_headers=self._headers,
+                    peer=self.peer,
+                    conn=self,
+                    head_only=self._refusing_head(),
+                )
         elif cause is not None or not isinstance(exc, httptools.HttpParserError):
             # Our own code failed on this input: a bug, so say it loudly.
             logger.error("failed to process request bytes", exc_info=cause or exc)
             status, reason = 500, "Internal Server Error"
         else:
             status, reason = framing.parser_error(exc, data)
-        self._protocol_error(status, reason)
+        self._protocol_error(status, reason, answer)
 
 
 __all__ = ["FEED_SLICE", "REQUEST_LINE_SLACK", "Reading"]

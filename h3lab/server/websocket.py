@@ -12,8 +12,14 @@ rules -- one valid ``Sec-WebSocket-Key`` (base64 of 16 bytes), version 13
 refusal is answered like any other (``connection: close``, then linger), the
 handler never called. Otherwise the HTTP protocol hands the transport to a
 ``WebSocketProtocol`` (``transport.set_protocol``) with the bytes that
-followed the request, and the handler starts in its own Task (and its own
-copy of the context).
+followed the request, and the connection's Task starts (in its own copy of
+the context): it awaits the ``on_request`` hook when it is async (a
+synchronous one ran in the parser callback, before the route was matched;
+with an async one the route is matched again after it, and an upgrade is
+taken over even if the path had no WebSocket route before the hook, which
+may rewrite it: a 404 then, as under ASGI), runs the app's middleware
+(``h3lab.websocket.admit``), and only then the handler. A refusal from
+either is sent as the HTTP answer to the upgrade.
 
 The handshake's checks are ours (wsproto's ``H11Handshake`` would re-parse
 the head with h11 and does not check the key's form); the accept token and
@@ -33,7 +39,15 @@ this module adds around it:
 * the close handshake: a Close from the client is answered and the server
   ends the TCP connection (RFC 6455 7.1.1); a Close from the server waits
   for the client's at most ``limits.linger_timeout``, then aborts;
-* shutdown: ``going_away`` closes with 1001 (``Server.shutdown``).
+* shutdown: ``going_away`` closes with 1001 (``Server.shutdown``);
+* keepalive: every ``limits.websocket_ping_interval`` seconds a Ping; when
+  nothing comes back (its Pong or any other frame) within
+  ``limits.websocket_ping_timeout``, the connection is closed with 1011
+  (and aborted ``linger_timeout`` later if the peer stays silent);
+* permessage-deflate (RFC 7692): wsproto's ``PerMessageDeflate``, accepted
+  when the client offers it and ``server.websocket_per_message_deflate`` is
+  on (the default). Compressed input is parsed in ``INFLATE_SLICE`` slices,
+  so the message limit stops a deflate bomb before it is inflated whole.
 """
 
 from __future__ import annotations
@@ -42,6 +56,7 @@ import asyncio
 import base64
 import binascii
 import contextvars
+import inspect
 import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -54,13 +69,23 @@ from wsproto.events import (
     Ping,
     TextMessage,
 )
+from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import LocalProtocolError, generate_accept_token, split_comma_header
 
 from h3lab.event import H3Event
 from h3lab.server import http11
-from h3lab.websocket import WebSocket, WebSocketDisconnect, run_handler, run_hook_now
+from h3lab.websocket import (
+    CLOSED,
+    WebSocket,
+    WebSocketDisconnect,
+    admit,
+    refuse,
+    run_handler,
+)
 
 if TYPE_CHECKING:
+    from h3lab.response import Response
     from h3lab.server.core import Server
     from h3lab.server.protocol import HttpProtocol
 
@@ -70,6 +95,14 @@ logger = logging.getLogger("h3lab.server")
 MAX_EARLY_BYTES = 64 * 1024
 # Complete messages queued for ws.receive() before reading pauses.
 MAX_QUEUED_MESSAGES = 64
+# Bytes of compressed input parsed at a time (see data_received).
+INFLATE_SLICE = 4096
+
+_REFUSALS = {
+    403: "WebSocket connection refused",
+    404: "No WebSocket route for this path",
+    503: "Server shutting down",
+}
 
 _TOKEN_CHARS = frozenset(
     b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -168,28 +201,95 @@ def upgrade(http: HttpProtocol, event: H3Event) -> WebSocketProtocol | bytes | N
     ws_event._raw_headers = event._raw_headers
     ws_event.remote = http.peer
     ws_event.conn = http
+    server = http.server
     hook = app.on_request_hook
+    pending: Any = None
     if hook is not None:
+        # This runs in a parser callback: a synchronous hook (the proxy and
+        # root-path hooks) runs now, before the route is matched; an async
+        # one is awaited in the connection's task, before the middleware.
         try:
-            if not run_hook_now(hook, ws_event):
-                logger.error("an on_request hook that waits cannot run for a WebSocket upgrade")
-                return HandshakeRefused(500, "Internal Server Error").answer(http.server)
+            result = hook(ws_event)
         except Exception as exc:
-            head, body, _ = http._encode(ws_event, app.error_response(ws_event, exc), False, False)
-            return head + body
+            return encode_refusal(server, app.error_response(ws_event, exc))
+        if inspect.isawaitable(result):
+            pending = result
     match = app.match_ws(ws_event.route_path)
-    if match is None:
-        return None
-    route, params = match
+    if match is None and pending is None:
+        return None  # no WebSocket route: plain HTTP
+    # With an async hook the route is known only once it ran (it may rewrite
+    # the path: a root path), so the upgrade is taken over and routed again
+    # in the task; no route then is a 404, as under ASGI.
+    route, params = match if match is not None else (None, {})
     try:
         key, subprotocols = check_handshake(event.method, event.http_version, event._raw_headers)
     except HandshakeRefused as exc:
-        return exc.answer(http.server)
+        if inspect.iscoroutine(pending):
+            pending.close()
+        return exc.answer(server)
     ws_event.params = params
     ws_event.route = route
-    return WebSocketProtocol(
-        http.server, http.transport, ws_event, route.handler, params, key, subprotocols
-    )  # type: ignore[arg-type]
+    protocol = WebSocketProtocol(
+        server,
+        http.transport,  # type: ignore[arg-type]
+        ws_event,
+        route.handler if route is not None else None,
+        params,
+        key,
+        subprotocols,
+    )
+    protocol.pending_hook = pending
+    protocol.extension_offers = extension_offers(event._raw_headers)
+    return protocol
+
+
+def extension_offers(raw_headers: list[tuple[bytes, bytes]]) -> list[str]:
+    """The client's ``Sec-WebSocket-Extensions`` offers, in its order."""
+    offers: list[str] = []
+    for name, value in raw_headers:
+        if name.lower() == b"sec-websocket-extensions":
+            offers.extend(split_comma_header(value))
+    return offers
+
+
+def negotiate_deflate(offers: list[str]) -> tuple[PerMessageDeflate, bytes] | None:
+    """permessage-deflate when the client offers it: wsproto's extension and
+    the ``Sec-WebSocket-Extensions`` value of our answer; None otherwise (or
+    when no offer can be accepted, a malformed one included)."""
+    if not any(o.split(";", 1)[0].strip() == PerMessageDeflate.name for o in offers):
+        return None
+    extension = PerMessageDeflate()
+    try:
+        accepted = server_extensions_handshake(offers, [extension])
+    except ValueError:  # e.g. client_max_window_bits=abc: go on uncompressed
+        return None
+    if not accepted or not extension.enabled():
+        return None
+    return extension, accepted
+
+
+def encode_refusal(server: Server, response: Response) -> bytes:
+    """A complete ``connection: close`` answer to an upgrade that is refused
+    (by the hook, the middleware or the handler), from the app's response."""
+    body = response.body
+    if response.streaming or not isinstance(body, bytes | bytearray | memoryview):
+        body = b""  # a refusal is short: a streamed body is not sent
+    try:
+        head = http11.response_head(
+            response,
+            server=server.server_bytes,
+            date=server.date_bytes,
+            keep_alive=False,
+            http10=False,
+            content_length=len(body),
+        )
+    except http11.UnsafeHeader:
+        return http11.error_bytes(
+            500, "Internal Server Error", server=server.server_bytes, date=server.date_bytes
+        )
+    if response.status in http11.NO_BODY_STATUSES:
+        body = b""
+    return head + bytes(body)
 
 
 class _Channel:
@@ -245,6 +345,15 @@ class WebSocketProtocol(asyncio.Protocol):
         self.closing_since: float | None = None  # our Close sent, the client's awaited
         self._send_mark = -1
         self._send_since = 0.0
+        self.pending_hook: Any = None  # an async on_request hook's awaitable (upgrade)
+        self.extension_offers: list[str] = []
+        self.deflate = False  # permessage-deflate negotiated
+        # Keepalive: when bytes last came in, and the ping awaiting an answer.
+        self.ping_interval = self.limits.websocket_ping_interval
+        self.ping_timeout = self.limits.websocket_ping_timeout
+        self.last_received = 0.0
+        self.ping_sent_at: float | None = None
+        self._keepalive: asyncio.TimerHandle | None = None
 
     # -- start and the connection's end ---------------------------------------
 
@@ -256,8 +365,33 @@ class WebSocketProtocol(asyncio.Protocol):
         if not self.reading_paused:
             self.transport.resume_reading()  # the HTTP side may have paused it
         context = contextvars.copy_context()
-        self.task = self.loop.create_task(run_handler(self.ws, self.handler), context=context)
+        self.task = self.loop.create_task(self._serve(), context=context)
         self.task.add_done_callback(self._handler_done)
+
+    async def _serve(self) -> None:
+        """The connection's task: the rest of the hook, the middleware, the handler."""
+        ws = self.ws
+        event = ws.event
+        app = event.app
+        pending, self.pending_hook = self.pending_hook, None
+        if pending is not None:
+            try:
+                await pending
+            except Exception as exc:
+                await refuse(ws, app.error_response(event, exc))
+                return
+            # The hook may have rewritten the path (a root path): route again.
+            match = app.match_ws(event.route_path)
+            if match is None:
+                ws.state = CLOSED
+                self._reject_now(404)
+                return
+            route, params = match
+            event.route, event.params = route, params
+            ws.params = params
+            self.handler = route.handler
+        if await admit(app, ws):
+            await run_handler(ws, self.handler)
 
     def _handler_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -266,6 +400,9 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
         self.server.connections.discard(self)
         self._disconnected(1006, "")
         self._wake_writer()
@@ -307,6 +444,33 @@ class WebSocketProtocol(asyncio.Protocol):
         elif now - self._send_since > self.limits.send_timeout:
             self.abort()  # the client stopped reading
 
+    # -- keepalive -----------------------------------------------------------
+
+    def _schedule_ping(self, delay: float) -> None:
+        self._keepalive = self.loop.call_later(delay, self._keepalive_tick)
+
+    def _keepalive_tick(self) -> None:
+        """Every ``websocket_ping_interval``: a Ping; then, ``websocket_ping_timeout``
+        later, close with 1011 unless something (the Pong, or any frame) came in."""
+        self._keepalive = None
+        conn = self.conn
+        if self.lost or conn is None or conn.state is not ConnectionState.OPEN:
+            return
+        now = self.loop.time()
+        sent_at = self.ping_sent_at
+        if sent_at is not None:
+            if self.last_received < sent_at:
+                # No answer: the peer (or the path to it) is gone. The Close
+                # waits limits.linger_timeout for a reply, then the abort.
+                self._send_close(1011, "keepalive ping timeout")
+                return
+            self.ping_sent_at = None
+            self._schedule_ping(max(0.0, self.ping_interval - self.ping_timeout))
+            return
+        self.ping_sent_at = now
+        self.transport.write(conn.send(Ping(payload=b"h3lab")))
+        self._schedule_ping(self.ping_timeout)
+
     # -- flow control --------------------------------------------------------
 
     def pause_writing(self) -> None:
@@ -340,6 +504,21 @@ class WebSocketProtocol(asyncio.Protocol):
                 if len(self.early) > MAX_EARLY_BYTES:
                     self._pause_reading()
             return
+        self.last_received = self.loop.time()
+        if self.deflate and len(data) > INFLATE_SLICE:
+            # A compressed frame inflates as it is parsed, up to ~1000 times
+            # its size: fed in slices, the message limit (checked between
+            # them) bounds what one read can make us allocate.
+            view = memoryview(data)
+            for start in range(0, len(data), INFLATE_SLICE):
+                if self.disconnect is not None or self.lost:
+                    return
+                self._frames(bytes(view[start : start + INFLATE_SLICE]))
+            return
+        self._frames(data)
+
+    def _frames(self, data: bytes) -> None:
+        assert self.conn is not None
         try:
             self.conn.receive_data(data)
         except LocalProtocolError:
@@ -442,9 +621,19 @@ class WebSocketProtocol(asyncio.Protocol):
             head.append(b"sec-websocket-protocol: %s\r\n" % subprotocol.encode("latin-1"))
         if headers:
             head.append(http11.encode_headers(headers))  # UnsafeHeader: the handler's error
+        extensions: list[Extension] = []
+        if self.extension_offers and self.server.config.server.websocket_per_message_deflate:
+            deflate = negotiate_deflate(self.extension_offers)
+            if deflate is not None:
+                extensions.append(deflate[0])
+                head.append(b"sec-websocket-extensions: %s\r\n" % deflate[1])
+                self.deflate = True
         head.append(b"\r\n")
-        self.conn = Connection(ConnectionType.SERVER)
+        self.conn = Connection(ConnectionType.SERVER, extensions=extensions)
         self.transport.write(b"".join(head))
+        self.last_received = self.loop.time()
+        if self.ping_interval > 0:
+            self._schedule_ping(self.ping_interval)
         if self.early:
             early, self.early = bytes(self.early), bytearray()
             self.data_received(early)
@@ -480,20 +669,22 @@ class WebSocketProtocol(asyncio.Protocol):
     async def ws_close(self, code: int, reason: str) -> None:
         self._send_close(code, reason)
 
-    async def ws_reject(self, status: int) -> None:
-        self._reject_now(status)
+    async def ws_reject(self, status: int, response: Response | None = None) -> None:
+        self._reject_now(status, response)
 
-    def _reject_now(self, status: int) -> None:
+    def _reject_now(self, status: int, response: Response | None = None) -> None:
         if self.rejected or self.conn is not None or self.lost:
             return
         self.rejected = True
         self.early = bytearray()
-        message = {403: "WebSocket connection refused", 503: "Server shutting down"}.get(
-            status, "Internal Server Error"
-        )
         server = self.server
-        self.transport.write(
-            http11.error_bytes(status, message, server=server.server_bytes, date=server.date_bytes)
-        )
+        if response is not None:
+            answer = encode_refusal(server, response)
+        else:
+            message = _REFUSALS.get(status, "Internal Server Error")
+            answer = http11.error_bytes(
+                status, message, server=server.server_bytes, date=server.date_bytes
+            )
+        self.transport.write(answer)
         self._disconnected(1006, "")
         self.transport.close()

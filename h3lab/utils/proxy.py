@@ -32,6 +32,16 @@ through untouched (aiohttp's decompression is off, ``Accept-Encoding`` and
 ``Content-Encoding`` are forwarded as they are). Redirects are passed to the
 client, not followed.
 
+``Location`` and ``Refresh`` (h3's ``locationRewrite``, nginx's
+``proxy_redirect``): by default (``location_rewrite=True``) a URL pointing at
+the target's origin (``http://upstream:9000/login?next=/``, or the
+protocol-relative ``//upstream:9000/login``) is rewritten to this proxy's own
+origin, path, query and fragment kept, so the client's next request comes back
+through the proxy instead of going to (or learning about) the upstream.
+Relative URLs and other origins are left alone. A mapping of URL prefixes to
+replacements (``{"http://upstream:9000/app/": "/"}``) applies those instead
+(the first matching prefix); ``False`` forwards the headers as they are.
+
 Failures: an upstream that cannot be reached or breaks the exchange is a
 ``502``; no response headers within ``timeout`` seconds is a ``504`` (the
 deadline covers connecting and waiting for the headers, never a long
@@ -52,6 +62,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from h3lab.errors import HTTPError
 from h3lab.response import Response
@@ -85,6 +96,72 @@ HOP_BY_HOP = frozenset(
 _REQUEST_DROPPED = HOP_BY_HOP | {"host", "content-length", "expect"}
 _NO_BODY_STATUSES = frozenset((204, 304))
 _CONTROL_RE = re.compile(r"[\r\n\0]")
+# Refresh: "5; url=https://target/path" (the delay optional, the URL maybe quoted).
+_REFRESH_RE = re.compile(r"""^(\s*(?:[\d.]+\s*[;,]\s*)?url\s*=\s*)(['"]?)(.*?)\2(\s*)$""", re.I)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str) -> str | None:
+    """``scheme://host[:port]`` of an absolute http(s) URL (default port left
+    out, host lowercased); None for anything else."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        host = f"{host}:{port}"
+    return f"{scheme}://{host}"
+
+
+def rewrite_location(
+    value: str, rule: bool | Mapping[str, str], target_origin: str, request_origin: str
+) -> str | None:
+    """The rewritten ``Location`` value, or None to leave it as it is."""
+    if rule is True:
+        if target_origin == request_origin:
+            return None
+        # A protocol-relative URL resolves against the target (it would leak it too).
+        absolute = target_origin.split("//", 1)[0] + value if value.startswith("//") else value
+        if _origin(absolute) != target_origin:
+            return None  # relative, or another origin: not ours to rewrite
+        parts = urlsplit(absolute)
+        rest = parts.path or "/"
+        if parts.query:
+            rest += "?" + parts.query
+        if parts.fragment:
+            rest += "#" + parts.fragment
+        return request_origin + rest
+    for prefix, replacement in rule.items():  # type: ignore[union-attr]
+        if value.startswith(prefix):
+            return replacement + value[len(prefix) :]
+    return None
+
+
+def _rewrite_redirects(
+    headers: list[tuple[str, str]],
+    rule: bool | Mapping[str, str],
+    target_origin: str,
+    request_origin: str,
+) -> list[tuple[str, str]]:
+    out = []
+    for name, value in headers:
+        if name == "location":
+            value = rewrite_location(value, rule, target_origin, request_origin) or value
+        elif name == "refresh":
+            match = _REFRESH_RE.match(value)
+            if match is not None:
+                new = rewrite_location(match[3], rule, target_origin, request_origin)
+                if new is not None:
+                    value = match[1] + match[2] + new + match[2] + match[4]
+        out.append((name, value))
+    return out
 
 
 def _nominated(connection_values: Iterable[str]) -> set[str]:
@@ -205,6 +282,7 @@ async def proxy_request(
     xfwd: bool = True,
     cookie_domain_rewrite: str | Mapping[str, str] | None = None,
     cookie_path_rewrite: str | Mapping[str, str] | None = None,
+    location_rewrite: bool | Mapping[str, str] = True,
     session: aiohttp.ClientSession | None = None,
 ) -> Response:
     """Forward this request to ``target_url``; the upstream's answer, streamed."""
@@ -217,6 +295,11 @@ async def proxy_request(
         raise ValueError(f"target_url must be an http:// or https:// URL, got {target_url!r}")
     if timeout is not None and (isinstance(timeout, bool) or timeout <= 0):
         raise ValueError(f"timeout must be None or a number of seconds > 0, got {timeout!r}")
+    if not isinstance(location_rewrite, bool | Mapping):
+        raise ValueError(
+            "location_rewrite must be True, False or a mapping of URL prefixes, "
+            f"got {location_rewrite!r}"
+        )
     outgoing = get_proxy_request_headers(event, filter_headers=filter_headers, xfwd=xfwd)
     if headers:
         override = {name.lower() for name in headers}
@@ -275,6 +358,12 @@ async def proxy_request(
             if cookie_path_rewrite is not None:
                 value = _rewrite_cookie(value, "path", cookie_path_rewrite)
         response_headers.append((lower, value))
+    if location_rewrite is not False:
+        target_origin = _origin(target_url) or ""
+        request_origin = f"{get_request_protocol(event)}://{get_request_host(event)}"
+        response_headers = _rewrite_redirects(
+            response_headers, location_rewrite, target_origin, request_origin
+        )
 
     status = upstream.status
     if method == "HEAD" or status in _NO_BODY_STATUSES or status < 200:

@@ -15,9 +15,18 @@ cookie, sealed with AES-256-GCM (``h3lab.utils.seal``): the client can
 neither read nor change it. Nothing is stored on the server.
 
 * A missing, tampered, truncated, expired (``max_age`` seconds after
-  creation) or foreign cookie -- sealed under another name or a retired
-  password -- gives a *fresh* session: never an error, and nothing of the
-  rejected cookie is kept.
+  creation, or ``idle_timeout`` seconds after it was last resealed) or
+  foreign cookie -- sealed under another name or a retired password -- gives
+  a *fresh* session: never an error, and nothing of the rejected cookie is
+  kept.
+* ``idle_timeout`` (h3's ``idleTimeout``): a sliding lifetime. Each seal
+  stamps ``last_seen_at`` into the cookie, and reading a session from its
+  cookie reseals it once more than half the window has passed (so an active
+  user stays signed in, an idle one is signed out between ``idle_timeout / 2``
+  and ``idle_timeout`` after the last request). ``max_age`` stays an absolute
+  cap on top of it; the cookie expires at whichever comes first. A session
+  sent in the header is never resealed, so it ends ``idle_timeout`` after its
+  seal.
 * As in h3, a fresh session is sealed into the response right away, and
   ``use_session`` called again in the same request returns the same object.
 * Key rotation: ``password=[new, old]`` seals with ``new`` and opens cookies
@@ -62,6 +71,8 @@ if TYPE_CHECKING:
 __all__ = ["Session", "use_session"]
 
 DEFAULT_SESSION_NAME = "h3"
+# Fraction of the idle window used up before reading a session reseals it.
+_SLIDE_THRESHOLD = 0.5
 _CONTEXT_KEY = "sessions"
 
 Update = Mapping[str, Any] | Callable[[dict[str, Any]], Mapping[str, Any] | None] | None
@@ -73,6 +84,7 @@ class _Config:
         "cookie",
         "generate_id",
         "header",
+        "idle_timeout",
         "max_age",
         "name",
         "passwords",
@@ -87,6 +99,7 @@ class _Config:
         session_header: str | bool,
         chunk_max_length: int,
         generate_id: Callable[[], str] | None,
+        idle_timeout: float | None = None,
     ) -> None:
         from h3lab.utils.seal import check_passwords
 
@@ -100,8 +113,17 @@ class _Config:
             isinstance(max_age, bool) or not isinstance(max_age, int) or max_age <= 0
         ):
             raise ValueError(f"max_age must be None or an int > 0 (seconds), got {max_age!r}")
+        if idle_timeout is not None and (
+            isinstance(idle_timeout, bool)
+            or not isinstance(idle_timeout, int | float)
+            or not idle_timeout > 0
+        ):
+            raise ValueError(
+                f"idle_timeout must be None or a number > 0 (seconds), got {idle_timeout!r}"
+            )
         self.name = name
         self.max_age = max_age
+        self.idle_timeout = idle_timeout
         self.cookie = cookie
         if session_header is True:
             self.header: str | None = f"x-{name.lower()}-session"
@@ -120,7 +142,7 @@ class _Config:
 class Session:
     """One request's view of a session: ``id``, ``data``, ``update()``, ``clear()``."""
 
-    __slots__ = ("_config", "_event", "_owner", "created_at", "data", "id")
+    __slots__ = ("_config", "_event", "_owner", "created_at", "data", "id", "last_seen_at")
 
     def __init__(self, event: H3Event, config: _Config, owner: dict[str, Session]) -> None:
         self._event = event
@@ -128,6 +150,7 @@ class Session:
         self._owner = owner  # this request's session table (see _check_live)
         self.id: str | None = None
         self.created_at = 0.0  # seconds since the epoch; max_age counts from here
+        self.last_seen_at: float | None = None  # the last seal (idle_timeout only)
         self.data: dict[str, Any] = {}
 
     @property
@@ -155,6 +178,7 @@ class Session:
         self.id = None
         self.data = {}
         self.created_at = 0.0
+        self.last_seen_at = None
         delete_chunked_cookie(self._event, self._config.name, **_cookie_scope(self._config.cookie))
         return self
 
@@ -183,17 +207,26 @@ class Session:
         generate = self._config.generate_id
         self.id = generate() if generate is not None else str(uuid.uuid4())
         self.created_at = round(time.time(), 3)
+        self.last_seen_at = None
         self.data = {}
 
     def _save(self) -> None:
         from h3lab.utils.seal import seal
 
         config = self._config
-        payload = {"id": self.id, "created_at": self.created_at, "data": self.data}
+        payload: dict[str, Any] = {"id": self.id, "created_at": self.created_at, "data": self.data}
+        if config.idle_timeout is not None:
+            # Stamped only with an idle window, so the default payload is unchanged (h3).
+            self.last_seen_at = payload["last_seen_at"] = round(time.time(), 3)
         sealed = seal(payload, config.passwords, context=config.name)
         options = dict(config.cookie)
+        ends = []
         if config.max_age is not None:
-            options["expires"] = datetime.fromtimestamp(self.created_at + config.max_age, UTC)
+            ends.append(self.created_at + config.max_age)
+        if config.idle_timeout is not None:
+            ends.append((self.last_seen_at or self.created_at) + config.idle_timeout)
+        if ends:
+            options["expires"] = datetime.fromtimestamp(min(ends), UTC)
         set_chunked_cookie(
             self._event,
             config.name,
@@ -221,12 +254,29 @@ class Session:
             or not isinstance(data, dict)
         ):
             return False
-        if config.max_age is not None and time.time() - created_at > config.max_age:
+        last_seen_at = payload.get("last_seen_at")
+        if isinstance(last_seen_at, bool) or not isinstance(last_seen_at, int | float):
+            last_seen_at = None  # sealed before idle_timeout was set: created_at counts
+        now = time.time()
+        if config.max_age is not None and now - created_at > config.max_age:
+            return False
+        if config.idle_timeout is not None and now - (last_seen_at or created_at) > (
+            config.idle_timeout
+        ):
             return False
         self.id = session_id
         self.created_at = float(created_at)
+        self.last_seen_at = None if last_seen_at is None else float(last_seen_at)
         self.data = data
         return True
+
+    def _should_slide(self) -> bool:
+        """Reseal on read to move the idle window? Once half of it is used (h3's
+        ``shouldSlide``): a seal per request would cost more than the window gains."""
+        idle = self._config.idle_timeout
+        if idle is None:
+            return False
+        return time.time() - (self.last_seen_at or self.created_at) > idle * _SLIDE_THRESHOLD
 
     def __repr__(self) -> str:
         return f"<Session {self._config.name} id={self.id!r} keys={sorted(self.data)}>"
@@ -243,6 +293,7 @@ async def use_session(
     password: str | Sequence[str],
     name: str = DEFAULT_SESSION_NAME,
     max_age: int | None = None,
+    idle_timeout: float | None = None,
     secure: bool = True,
     httponly: bool = True,
     samesite: str | None = "lax",
@@ -257,7 +308,9 @@ async def use_session(
     ``password`` is a secret of at least 32 characters, or a list of them
     (the first seals, all unseal). ``max_age`` (seconds) bounds the
     session's life from its creation, on the server side too: an older
-    cookie is refused even if the browser kept it.
+    cookie is refused even if the browser kept it. ``idle_timeout``
+    (seconds) ends a session that saw no request for that long (see the
+    module docstring).
     """
     sessions = event.context.get(_CONTEXT_KEY)
     if sessions is None:
@@ -271,13 +324,25 @@ async def use_session(
     cookie = {"secure": secure, "httponly": httponly, "samesite": samesite, "path": path}
     if domain is not None:
         cookie["domain"] = domain
-    config = _Config(password, name, max_age, cookie, session_header, chunk_max_length, generate_id)
+    config = _Config(
+        password,
+        name,
+        max_age,
+        cookie,
+        session_header,
+        chunk_max_length,
+        generate_id,
+        idle_timeout,
+    )
     session = Session(event, config, sessions)
     sealed = event.headers.get(config.header) if config.header else None
-    if not sealed:
+    from_cookie = not sealed
+    if from_cookie:
         sealed = get_chunked_cookie(event, name)
     if not (sealed and session._load(sealed)):
         session._start()
         session._save()
+    elif from_cookie and session._should_slide():
+        session._save()  # slide the idle window (h3 reseals cookie sessions only)
     sessions[name] = session
     return session

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -229,8 +231,6 @@ async def test_session_used_after_its_request_is_refused(connect: Any) -> None:
 
 
 def test_configuration_errors_name_the_option() -> None:
-    import asyncio
-
     event = H3Event()
     with pytest.raises(ValueError, match="password"):
         asyncio.run(use_session(event, password="short"))
@@ -275,3 +275,90 @@ def test_chunked_cookie_helpers_on_an_event() -> None:
     forged = H3Event()
     forged._raw_headers = [(b"cookie", b"big=__chunked__999")]
     assert get_chunked_cookie(forged, "big") is None
+
+
+# -- idle_timeout (h3's idleTimeout) -----------------------------------------------
+
+
+class Clock:
+    """``time.time`` as the session module sees it, moved by hand."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = time.time()
+        monkeypatch.setattr(session_module.time, "time", lambda: self.now)
+
+
+async def visit(client: Any, path: str, token: str | None) -> tuple[dict[str, Any], str | None]:
+    """One request carrying ``token`` by hand (the jar is bypassed, so that
+    only the server's clock decides); the reply and the token to send next."""
+    client.clear_cookies()
+    headers = {"cookie": f"h3={token}"} if token else {}
+    reply = await client.request("GET", path, headers=headers)
+    cookie = reply.header("set-cookie")
+    if cookie is not None:
+        token = cookie.split(";", 1)[0].removeprefix("h3=")
+    return {**reply.json(), "resealed": cookie is not None}, token
+
+
+async def test_idle_timeout_slides_and_ends_an_idle_session(
+    connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock(monkeypatch)
+    client = await connect(build(idle_timeout=100))
+    first, token = await visit(client, "/count", None)
+    assert first["visits"] == 1
+    clock.now += 40  # under half the window: read, not resealed (h3's shouldSlide)
+    seen, token = await visit(client, "/peek", token)
+    assert seen["data"] == {"visits": 1} and not seen["resealed"]
+    clock.now += 20  # 60 s idle: past half the window, the read reseals it
+    seen, token = await visit(client, "/peek", token)
+    assert seen["data"] == {"visits": 1} and seen["resealed"]
+    clock.now += 90  # 150 s after the first seal, 90 after the last: still alive
+    seen, token = await visit(client, "/peek", token)
+    assert seen["id"] == first["id"] and seen["data"] == {"visits": 1}
+    clock.now += 101  # idle for longer than the window: a fresh session
+    seen, token = await visit(client, "/peek", token)
+    assert seen["id"] != first["id"] and seen["data"] == {}
+
+
+async def test_max_age_caps_an_active_session_under_idle_timeout(
+    connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock(monkeypatch)
+    client = await connect(build(idle_timeout=100, max_age=120))
+    first, token = await visit(client, "/count", None)
+    for _ in range(2):
+        clock.now += 55  # active: every read slides the idle window
+        seen, token = await visit(client, "/peek", token)
+        assert seen["id"] == first["id"]
+    clock.now += 15  # 125 s after creation: past max_age however active
+    seen, token = await visit(client, "/peek", token)
+    assert seen["id"] != first["id"]
+
+
+async def test_idle_timeout_cookie_expiry_and_header_sessions(
+    connect: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock(monkeypatch)
+    client = await connect(build(idle_timeout=100, max_age=1000))
+    reply = await client.request("GET", "/count")
+    cookie = reply.header("set-cookie") or ""
+    expires = next(p.strip() for p in cookie.split(";") if p.strip().startswith("Expires="))
+    when = datetime.strptime(expires.removeprefix("Expires="), "%a, %d %b %Y %H:%M:%S GMT")
+    # The cookie expires with the idle window (the earlier of the two).
+    assert abs(when.replace(tzinfo=UTC).timestamp() - (clock.now + 100)) < 2
+    token = cookie.split(";", 1)[0].removeprefix("h3=")
+    # Sent in the header, a session is never resealed: it ends idle_timeout after its seal.
+    client.clear_cookies()
+    clock.now += 60
+    reply = await client.request("GET", "/peek", headers={"x-h3-session": token})
+    assert reply.json()["data"] == {"visits": 1} and reply.header("set-cookie") is None
+    clock.now += 50
+    reply = await client.request("GET", "/peek", headers={"x-h3-session": token})
+    assert reply.json()["data"] == {}
+
+
+def test_idle_timeout_errors_name_the_option() -> None:
+    for bad in (0, -1, True, "60"):
+        with pytest.raises(ValueError, match="idle_timeout"):
+            asyncio.run(use_session(H3Event(), password=SECRET, idle_timeout=bad))
