@@ -56,14 +56,10 @@ def _strategy_configs() -> list[tuple[str, Config]]:
 STRATEGY_CONFIGS = _strategy_configs()
 
 
-# tryfirst: xdist's own hook (registered after this conftest) tags grouped node ids.
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist: longest tests first, module fixtures kept on one worker
-    (tests/scheduling.py)."""
+    """Under pytest-xdist: the longest tests first (tests/scheduling.py)."""
     workers = scheduling.under_xdist()
     if workers:
-        scheduling.group_module_fixtures(items)
         scheduling.arrange(items, workers)
 
 
