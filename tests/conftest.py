@@ -57,14 +57,10 @@ def strategy_id(strategy: Family, name: str) -> str:
 STRATEGY_CONFIGS = _strategy_configs()
 
 
-# tryfirst: xdist's own hook (registered after this conftest) tags grouped node ids.
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist: longest tests first, module fixtures kept on one worker
-    (tests/scheduling.py)."""
+    """Under pytest-xdist: the longest tests first (tests/scheduling.py)."""
     workers = scheduling.under_xdist()
     if workers:
-        scheduling.group_module_fixtures(items)
         scheduling.arrange(items, workers)
 
 

@@ -16,7 +16,8 @@ from h3lab.bench.load import VerificationError, run_closed_loop, verify
 from h3lab.bench.server import ServerProcess, ServerStartError, flatten_stats
 from h3lab.bench.workloads import BenchRequest
 
-pytestmark = pytest.mark.timeout(60)
+# xdist_group: one worker for the module, so its module-scoped server is started once
+pytestmark = [pytest.mark.timeout(60), pytest.mark.xdist_group("bench-server-process")]
 
 
 def _gone(pid: int) -> bool:

@@ -10,6 +10,9 @@ from h3lab.tune import analysis
 from h3lab.tune.run import tune
 from tests.tune.test_study import SETTINGS, FakeMeasure
 
+# One worker for the module (pytest-xdist): the 24-trial study below is built once.
+pytestmark = pytest.mark.xdist_group("tune-analysis")
+
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory: pytest.TempPathFactory) -> object:
