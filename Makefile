@@ -25,7 +25,8 @@ lint: $(STAMP)
 TEST_WORKERS ?= 4
 
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not serial"
+	$(BIN)/python -m pytest -p no:cacheprovider -m serial
 
 # Serving needs only the core install: a small venv of its own, not the research stack.
 SERVE_VENV ?= .venv-serve

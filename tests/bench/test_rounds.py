@@ -56,6 +56,7 @@ def test_pinned_restores_affinity() -> None:
     assert os.sched_getaffinity(0) == before
 
 
+@pytest.mark.serial  # it checks that the server saturated its core
 def test_real_servers_fresh_per_arm_with_cpu_checks() -> None:
     recorder = ValidityRecorder()
     pids: list[int] = []

@@ -113,6 +113,7 @@ def feed(protocol: HttpProtocol, paths: list[str], batch: int = 200) -> float:
     return best
 
 
+@pytest.mark.serial  # compares per-request times: alone, not beside other workers
 @pytest.mark.parametrize("preset", PRESET_NAMES)
 async def test_unique_path_flood_keeps_cache_at_cap_and_hot_path_flat(preset: str) -> None:
     server, protocol, transport = await in_process(preset)
@@ -132,6 +133,7 @@ async def test_unique_path_flood_keeps_cache_at_cap_and_hot_path_flat(preset: st
         await server.shutdown(0.1)
 
 
+@pytest.mark.serial  # compares per-request times: alone, not beside other workers
 @pytest.mark.parametrize("preset", PRESET_NAMES)
 async def test_int_hash_colliding_params_are_not_quadratic(preset: str) -> None:
     server, protocol, _ = await in_process(preset)

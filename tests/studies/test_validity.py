@@ -14,6 +14,10 @@ import pytest
 
 from h3lab.studies import validity as v
 
+# CPU shares and machine quietness are measured here: alone, not beside the
+# parallel workers (make test runs the serial tests after them).
+pytestmark = pytest.mark.serial
+
 
 def test_a_server_at_40_percent_during_saturation_is_invalid() -> None:
     check = v.check_server_cpu([41.0, 38.0, 40.0, 43.0], label="balanced round 1")
