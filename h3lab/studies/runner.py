@@ -355,7 +355,6 @@ def ipc_kernel_manager() -> type:
     import uuid
 
     from jupyter_client import AsyncKernelManager
-    from jupyter_client.utils import run_sync
     from traitlets import CaselessStrEnum, default
 
     class IPCKernelManager(AsyncKernelManager):
@@ -376,7 +375,8 @@ def ipc_kernel_manager() -> type:
                     with suppress(OSError):
                         os.remove(path)
 
-        cleanup_resources = run_sync(_async_cleanup_resources)
+        # The async manager's public name is the coroutine itself (as jupyter_client's).
+        cleanup_resources = _async_cleanup_resources
 
     return IPCKernelManager
 
