@@ -219,7 +219,8 @@ class H3:
 
     def mounted_apps(self) -> list[H3]:
         """The H3 sub-apps mounted here, in mount order."""
-        return [route.handler.app for route in self.router.routes() if _is_h3_mount(route.meta)]
+        routes = self.router.routes()
+        return [route.meta["mount"].app for route in routes if _is_h3_mount(route.meta)]
 
     def remove_route(self, method: str, pattern: str) -> Route:
         """Unregister a route (h3's ``removeRoute``); ``ValueError`` naming it if absent.

@@ -274,8 +274,10 @@ class ASGIMount(_Mount):
             raise
         if start is None or start["type"] != "http.response.start":
             exchange.close()
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]  # the app's own error: a 500
+            if task.done() and not task.cancelled():
+                error = task.exception()
+                if error is not None:
+                    raise error  # the app's own error: a 500
             task.cancel()
             raise RuntimeError("the mounted ASGI app returned without sending a response")
         status = int(start["status"])

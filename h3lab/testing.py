@@ -82,7 +82,8 @@ __all__ = [
 
 T = TypeVar("T")
 Message = dict[str, Any]
-ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+# A coroutine function (run as a task), as every ASGI app here is.
+ASGIApp = Callable[[dict[str, Any], Any, Any], Coroutine[Any, Any, None]]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
