@@ -57,7 +57,7 @@ import heapq
 import json
 import queue
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 from urllib.parse import unquote
@@ -595,7 +595,7 @@ class MemoryTransport(asyncio.Transport):
         self.protocol = protocol
 
     def get_protocol(self) -> asyncio.BaseProtocol:
-        return self.protocol  # type: ignore[return-value]
+        return self.protocol  # type: ignore[return-value]  # asked only once a protocol is set
 
 
 class FakeTimer:

@@ -86,8 +86,8 @@ from h3lab.websocket import (
 
 if TYPE_CHECKING:
     from h3lab.response import Response
-    from h3lab.server.state import ServerState
     from h3lab.server.protocol import HttpProtocol
+    from h3lab.server.state import ServerState
 
 logger = logging.getLogger("h3lab.server")
 
@@ -231,7 +231,7 @@ def upgrade(http: HttpProtocol, event: H3Event) -> WebSocketProtocol | bytes | N
     ws_event.route = route
     protocol = WebSocketProtocol(
         server,
-        http.transport,  # type: ignore[arg-type]
+        http.transport,  # type: ignore[arg-type]  # set: the upgrade came in on it
         ws_event,
         route.handler if route is not None else None,
         params,

@@ -119,7 +119,7 @@ def _task_start_cases(loop: asyncio.AbstractEventLoop) -> list[Case]:
 
     def eager(loops: int) -> int:
         for _ in range(loops):
-            asyncio.Task(_returns_at_once(), loop=loop, eager_start=True)  # type: ignore[call-arg]
+            asyncio.Task(_returns_at_once(), loop=loop, eager_start=True)  # type: ignore[call-arg]  # eager_start is 3.12+, behind a version check
         return loops
 
     def scheduled(loops: int) -> int:
