@@ -219,7 +219,8 @@ class H3:
 
     def mounted_apps(self) -> list[H3]:
         """The H3 sub-apps mounted here, in mount order."""
-        return [route.handler.app for route in self.router.routes() if _is_h3_mount(route.meta)]
+        routes = self.router.routes()
+        return [route.meta["mount"].app for route in routes if _is_h3_mount(route.meta)]
 
     def remove_route(self, method: str, pattern: str) -> Route:
         """Unregister a route (h3's ``removeRoute``); ``ValueError`` naming it if absent.
@@ -399,7 +400,7 @@ class H3:
                     return self._stats_response, True
                 if event.params is NO_PARAMS:  # a mount keeps the outer route's
                     event.params = {}
-                return self._not_found_chain, self._not_found_sync  # type: ignore[return-value]
+                return self._not_found_chain, self._not_found_sync  # type: ignore[return-value]  # compiled at startup
         route, params = match
         event.route = route
         event.params = params
@@ -409,7 +410,7 @@ class H3:
         return Response(json_bytes(self.stats()), media_type="application/json")
 
     async def _handle_with_hooks(self, event: H3Event) -> Any:
-        result = self.on_request_hook(event)  # type: ignore[misc]
+        result = self.on_request_hook(event)  # type: ignore[misc]  # set: this path is chosen only with a hook
         if inspect.isawaitable(result):
             await result
         match = self.router.match(event.method, event.route_path)
@@ -420,7 +421,7 @@ class H3:
                 return self._stats_response(event)
             if event.params is NO_PARAMS:
                 event.params = {}
-            value = self._not_found_chain(event)  # type: ignore[misc]
+            value = self._not_found_chain(event)  # type: ignore[misc]  # compiled at startup
         else:
             event.route, event.params = match
             value = match[0].chain(event)

@@ -107,7 +107,7 @@ class ASGIChannel:
                 message = _REFUSALS.get(status, "Internal Server Error")
                 data = json_bytes({"status": status, "message": message, "data": None})
                 response = Response(data, status, None, "application/json")
-            body: bytes = response.body  # type: ignore[assignment]
+            body: bytes = response.body  # type: ignore[assignment]  # a refusal is never streamed
             headers = [
                 (k.lower().encode("latin-1"), v.encode("latin-1"))
                 for k, v in response.headers

@@ -403,6 +403,12 @@ class _Cursor:
 
     __slots__ = ("chain", "event", "index", "next")
 
+    # Annotations only (no class attributes: they would clash with the slots).
+    chain: FastChain
+    event: Any
+    index: int
+    next: Callable[[], Any] | None
+
     def advance(self) -> Any:
         result = self.chain.step(self)
         if type(result) is CoroutineType or hasattr(result, "__await__"):

@@ -274,8 +274,10 @@ class ASGIMount(_Mount):
             raise
         if start is None or start["type"] != "http.response.start":
             exchange.close()
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]  # the app's own error: a 500
+            if task.done() and not task.cancelled():
+                error = task.exception()
+                if error is not None:
+                    raise error  # the app's own error: a 500
             task.cancel()
             raise RuntimeError("the mounted ASGI app returned without sending a response")
         status = int(start["status"])
@@ -306,7 +308,7 @@ class _Exchange:
         self.head = head
         self.messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1)  # backpressure
         self.gone = asyncio.Event()  # the response is over, or the client left
-        self.task: asyncio.Future[Any] = None  # type: ignore[assignment]
+        self.task: asyncio.Future[Any] = None  # type: ignore[assignment]  # set before the body is read
         self.pending: dict[str, Any] | None = None
         self.complete = False  # the app sent its last body message
 
@@ -364,8 +366,10 @@ class _Exchange:
                 message = await self.next_message()
             if message is None:
                 self.close()
-                if self.task.done() and not self.task.cancelled() and self.task.exception():
-                    raise self.task.exception()  # type: ignore[misc]
+                if self.task.done() and not self.task.cancelled():
+                    error = self.task.exception()
+                    if error is not None:
+                        raise error
                 break
             if message["type"] != "http.response.body":
                 continue  # trailers, debug...: not carried

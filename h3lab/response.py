@@ -161,7 +161,8 @@ class Response:
         return None
 
     def __repr__(self) -> str:
-        kind = "stream" if self.streaming else f"{len(self.body)} bytes"  # type: ignore[arg-type]
+        body = self.body
+        kind = f"{len(body)} bytes" if isinstance(body, bytes) else "stream"  # as .streaming
         return f"Response({self.status}, {kind})"
 
 

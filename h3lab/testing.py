@@ -57,7 +57,7 @@ import heapq
 import json
 import queue
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 from urllib.parse import unquote
@@ -82,7 +82,8 @@ __all__ = [
 
 T = TypeVar("T")
 Message = dict[str, Any]
-ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+# A coroutine function (run as a task), as every ASGI app here is.
+ASGIApp = Callable[[dict[str, Any], Any, Any], Coroutine[Any, Any, None]]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
@@ -594,7 +595,7 @@ class MemoryTransport(asyncio.Transport):
         self.protocol = protocol
 
     def get_protocol(self) -> asyncio.BaseProtocol:
-        return self.protocol  # type: ignore[return-value]
+        return self.protocol  # type: ignore[return-value]  # asked only once a protocol is set
 
 
 class FakeTimer:

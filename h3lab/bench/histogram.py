@@ -43,7 +43,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from hdrh.histogram import HdrHistogram
 
@@ -200,7 +200,9 @@ def _rows(series: SeriesLike) -> list[dict[str, Any]]:
     if isinstance(series, TimeSeries):
         return series.rows()
     rows = []
-    for i, item in enumerate(series):
+    # Cast: mypy joins the two sequences' items to object.
+    items = cast("Sequence[Mapping[str, Any] | float]", series)
+    for i, item in enumerate(items):
         if isinstance(item, Mapping):
             rows.append(dict(item))
         else:

@@ -321,7 +321,7 @@ def compare(
         return out
 
     arms = [
-        Arm(t.name, server=None, start=lambda cpu, t=t: t.process(cpu), columns={"server": t.name})
+        Arm(t.name, server=None, start=t.process, columns={"server": t.name})
         for t in by_name.values()
     ]
     result = run_rounds(

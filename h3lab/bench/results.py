@@ -152,7 +152,7 @@ class RunWriter:
                 raise ValueError(
                     f"row value must be a number, got {value!r} for metric {row['metric']!r}"
                 )
-            record = {column: None for column in SCHEMA_COLUMNS}
+            record: dict[str, Any] = {column: None for column in SCHEMA_COLUMNS}
             record.update(row)
             record["study"] = self.study
             record["run_id"] = self.run_id

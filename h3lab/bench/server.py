@@ -274,7 +274,7 @@ class ServerProcess:
             return False
 
     def argv_shown(self) -> list[str]:
-        return list(self.proc.args) if self.proc is not None else []  # type: ignore[arg-type]
+        return list(self.proc.args) if self.proc is not None else []  # type: ignore[arg-type]  # started with an argv list
 
     def stderr_tail(self) -> str:
         return "\n".join([*self._stderr, *("[stdout] " + s for s in self._stdout)][-STDERR_TAIL:])

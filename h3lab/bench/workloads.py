@@ -358,7 +358,7 @@ class _TableBuilder:
             if self.dynamic_at.get(shape[:i], dyn_kind) != dyn_kind:
                 return None  # another dynamic kind already hangs off this node
         segments = list(words)
-        dynamic = []
+        dynamic: list[tuple[int, str, str]] = []
         names: set[str] = set()
         for i in positions:
             name = _singular(words[i - 1]) + "_id" if i > 0 and i - 1 not in positions else "id"

@@ -104,7 +104,7 @@ class _Entry:
                     params[REST_PARAM] = ""
                 continue
             if regex is None:
-                params[name] = decode_param(value)  # type: ignore[index]
+                params[name] = decode_param(value)  # type: ignore[index]  # a plain capture always has a name
                 continue
             parts = regex.fullmatch(value)
             if parts is None:

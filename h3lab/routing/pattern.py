@@ -411,8 +411,8 @@ def _parse_variant(pattern: str, raw_segments: list[str]) -> ParsedPattern:
     for segment in segments:
         if segment.kind == STATIC:
             continue
-        names = [pair[1] for pair in segment.names] if segment.kind == COMPLEX else [segment.text]
-        for name in names:
+        taken = [pair[1] for pair in segment.names] if segment.kind == COMPLEX else [segment.text]
+        for name in taken:
             if name in seen:
                 raise _fail(pattern, f"duplicate param name {name!r}")
             seen.add(name)

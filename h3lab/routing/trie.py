@@ -113,7 +113,7 @@ class Entry:
             elif check is NONEMPTY_REST:
                 if index == n - 1 and not parts[index]:
                     return False
-            elif check.fullmatch(parts[index]) is None:  # type: ignore[union-attr]
+            elif check.fullmatch(parts[index]) is None:  # type: ignore[union-attr]  # a regex: the sentinels are taken above
                 return False
         return True
 

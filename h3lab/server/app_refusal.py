@@ -59,7 +59,7 @@ def body_too_large(
             continue  # a refusal is answered whole
         body: Any = candidate.body
         try:
-            head = http11.response_head(
+            response_head = http11.response_head(
                 candidate,
                 server=server.server_bytes,
                 date=server.date_bytes,
@@ -72,5 +72,5 @@ def body_too_large(
             continue
         if head_only or candidate.status in http11.NO_BODY_STATUSES:
             body = b""
-        return head + body
+        return response_head + body
     return None

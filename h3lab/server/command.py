@@ -223,6 +223,7 @@ def run_serve(args: argparse.Namespace) -> int:
             raise CLIError("--reload runs one server process: leave out --workers")
         from h3lab.server import reload
 
+        sock: socket.socket | None
         if args.fd is not None:
             sock = socket.socket(fileno=args.fd)
         else:

@@ -149,7 +149,7 @@ class Ending:
     def _still_sending(self: Connection, now: float) -> bool:
         """Is a response still buffered? Abort when it made no progress for send_timeout."""
         try:
-            size = self.transport.get_write_buffer_size()  # type: ignore[union-attr]
+            size = self.transport.get_write_buffer_size()  # type: ignore[union-attr]  # None once gone: AttributeError below
         except (AttributeError, NotImplementedError):  # gone, or a minimal transport
             size = 0
         if size == 0:

@@ -192,7 +192,7 @@ class Head:
         return flags
 
 
-class Trailers(list):  # type: ignore[type-arg]
+class Trailers(list):
     """Where ``on_header`` appends once a chunked head is complete: trailer fields.
 
     They are checked (framing and Host are refused) and dropped, never merged

@@ -159,7 +159,7 @@ class HttpProtocol(Reading, Cycle, Writer, Ending, asyncio.Protocol):
     # -- connection lifecycle ------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport  # type: ignore[assignment]  # a Transport (asyncio types the base)
         server = self.server
         if len(server.connections) >= self.limits.max_connections:
             # Refused fast, before reading anything: existing connections are
@@ -167,14 +167,14 @@ class HttpProtocol(Reading, Cycle, Writer, Ending, asyncio.Protocol):
             server.refused += 1
             self.parser = DISCARD
             self.closing = True
-            transport.write(  # type: ignore[attr-defined]
+            transport.write(  # type: ignore[attr-defined]  # a Transport; no isinstance on the hot path
                 http11.error_bytes(503, "Too many connections", server=server.server_bytes)
             )
             transport.close()
             return
         server.connections.add(self)
         server.accepted += 1
-        self.flow = FlowControl(transport, self.limits.write_buffer_high)  # type: ignore[arg-type]
+        self.flow = FlowControl(transport, self.limits.write_buffer_high)  # type: ignore[arg-type]  # a Transport, as above
         self.peer = transport.get_extra_info("peername")
         self.since = server.now
 

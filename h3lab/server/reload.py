@@ -89,7 +89,7 @@ def bind(host: str, port: int, uds: str | None, backlog: int) -> socket.socket:
         _remove_stale_socket(uds)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         where = f"unix socket {uds}"
-        address: object = uds
+        address: str | tuple[str, int] = uds
     else:
         where = f"{host}:{port}"
         try:
@@ -100,7 +100,7 @@ def bind(host: str, port: int, uds: str | None, backlog: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         address = (host, port)
     try:
-        sock.bind(address)  # type: ignore[arg-type]
+        sock.bind(address)
         sock.listen(backlog)
     except OSError as exc:
         sock.close()

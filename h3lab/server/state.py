@@ -87,7 +87,7 @@ class ServerState:
         self.config = config
         self.limits = config.limits
         self.access_log = config.server.access_log
-        self.loop: asyncio.AbstractEventLoop = loop  # type: ignore[assignment]
+        self.loop: asyncio.AbstractEventLoop = loop  # type: ignore[assignment]  # None only until the server starts
         # None until the server starts (then SystemClock of its loop) unless injected.
         self.clock: Clock | None = clock
         self.now = clock.time() if clock is not None else time.monotonic()

@@ -57,7 +57,7 @@ if EAGER_START:
         loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any]
     ) -> Task[Any]:
         """Start ``coro`` as a Task in a copy of the current context, eagerly."""
-        return Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]
+        return Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg]  # eager_start is 3.12+, behind a version check
 
 else:
     from asyncio.tasks import _enter_task, _leave_task
@@ -71,13 +71,13 @@ else:
         """Start ``coro`` as a Task in a copy of the current context, eagerly."""
         context = copy_context()
         try:
-            loop.call_soon = _catcher  # type: ignore[method-assign]
+            loop.call_soon = _catcher  # type: ignore[assignment]  # a catcher stands in for call_soon for one Task()
         except AttributeError:  # a loop without instance attributes
             return Task(coro, loop=loop, context=context)
         try:
             task = Task(coro, loop=loop, context=context)
         finally:
-            del loop.call_soon  # type: ignore[method-assign]
+            del loop.call_soon
         step, _catcher.step = _catcher.step, None  # taken before the step may start another
         outer = _current_task(loop)
         if outer is None:

@@ -134,11 +134,11 @@ class Writer:
         if streaming and not head_only:
             raise TypeError("a streaming response where a complete one is needed")
         body = b"" if streaming else response.body
-        length = None if streaming else len(body)  # type: ignore[arg-type]
+        length = None if streaming else len(body)  # type: ignore[arg-type]  # bytes when not streaming (hot path: no isinstance)
         head = self._response_head(event, response, keep_alive, length, head_only)
         if head_only or response.status in http11.NO_BODY_STATUSES:
             body = b""
-        return head, body, response.status  # type: ignore[return-value]
+        return head, body, response.status  # type: ignore[return-value]  # bytes, as above
 
     def _response_head(
         self: Connection,

@@ -138,7 +138,7 @@ def rewrite_location(
         if parts.fragment:
             rest += "#" + parts.fragment
         return request_origin + rest
-    for prefix, replacement in rule.items():  # type: ignore[union-attr]
+    for prefix, replacement in rule.items():  # type: ignore[union-attr]  # True returned above; False is never passed
         if value.startswith(prefix):
             return replacement + value[len(prefix) :]
     return None

@@ -55,7 +55,7 @@ def email_parse_multipart(body: bytes, max_fields: int) -> int:
         b"Content-Type: " + MULTIPART.encode() + b"\r\n\r\n" + body
     )
     fields = 0
-    for part in message.iter_parts():  # type: ignore[attr-defined]
+    for part in message.iter_parts():
         assert isinstance(part, EmailMessage)
         part.get_payload(decode=True)
         fields += 1

@@ -105,9 +105,10 @@ async def bounded(
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
     for task in tasks:
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            # A bug in a worker must not pass for a quiet run.
-            raise task.exception()  # type: ignore[misc]
+        if task.done() and not task.cancelled():
+            error = task.exception()
+            if error is not None:
+                raise error  # a bug in a worker must not pass for a quiet run
 
 
 def slices(reqs: list[BenchRequest], n: int) -> list[list[BenchRequest]]:

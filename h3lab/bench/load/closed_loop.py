@@ -266,7 +266,7 @@ async def _pipelined_worker(
                     await asyncio.sleep(CONNECT_BACKOFF_S)
                     continue
                 collector = _ResponseCollector()
-            assert reader is not None
+            assert reader is not None and writer is not None
             got = 0
             keep_alive = True
             try:

@@ -119,7 +119,7 @@ def _task_start_cases(loop: asyncio.AbstractEventLoop) -> list[Case]:
 
     def eager(loops: int) -> int:
         for _ in range(loops):
-            asyncio.Task(_returns_at_once(), loop=loop, eager_start=True)  # type: ignore[call-arg]
+            asyncio.Task(_returns_at_once(), loop=loop, eager_start=True)  # type: ignore[call-arg]  # eager_start is 3.12+, behind a version check
         return loops
 
     def scheduled(loops: int) -> int:
@@ -204,7 +204,12 @@ def bench_protocol(
             protocol = HttpProtocol(state)
             protocol.connection_made(transport)
             batch = _batch(_PATHS[endpoint])
-            _in_loop(loop, lambda _, p=protocol, b=batch: p.data_received(b) or 1)(1)
+
+            def feed(_: int, p: HttpProtocol = protocol, b: bytes = batch) -> int:
+                p.data_received(b)
+                return 1
+
+            _in_loop(loop, feed)(1)
             _check(transport.writes, f"protocol {preset} {endpoint}")
             transport.record = False
             cases.append(

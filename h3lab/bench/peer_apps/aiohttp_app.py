@@ -57,7 +57,7 @@ def main() -> None:
     try:
         import uvloop
     except ImportError:
-        uvloop = None  # type: ignore[assignment]
+        uvloop = None  # type: ignore[assignment]  # optional: the default loop then
     web.run_app(
         create_app(),
         host=args.host,

@@ -32,12 +32,12 @@ async def json_hello(request: Request) -> Response:
 
 
 async def user(request: Request) -> Response:
-    return Response(200, None, Content(_JSON, user_body(request.route_values["id"])))
+    return Response(200, None, Content(_JSON, user_body(request.route_values["id"])))  # type: ignore[arg-type]  # the pattern binds id
 
 
 def _resource(i: int) -> Callable[[Request], Awaitable[Response]]:
     async def handler(request: Request) -> Response:
-        return Response(200, None, Content(_JSON, resource_body(i, request.route_values["id"])))
+        return Response(200, None, Content(_JSON, resource_body(i, request.route_values["id"])))  # type: ignore[arg-type]  # the pattern binds id
 
     return handler
 

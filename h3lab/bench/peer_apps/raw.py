@@ -60,7 +60,7 @@ class RawProtocol(asyncio.Protocol):
         self.url = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = transport  # type: ignore[assignment]  # a Transport (asyncio types the base)
 
     def data_received(self, data: bytes) -> None:
         try:
