@@ -261,6 +261,16 @@ class Connected:
         await self.server.shutdown(0.1)
 
 
+async def settled(conn: Connected) -> None:
+    """Let the loop run the request Tasks' done callbacks (real time, not the fake clock):
+    the bytes of a response are written before its Task is done."""
+    for _ in range(200):
+        if conn.protocol.running is None and not conn.protocol.queue:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the connection's requests never finished")
+
+
 async def connected(**limits: Any) -> Connected:
     app, _ = make_app(Config().replace(**{f"limits.{k}": v for k, v in limits.items()}))
     clock = FakeClock()
@@ -348,6 +358,7 @@ async def test_header_deadline_waits_while_we_do_not_read() -> None:
             if statuses(conn.transport.data) == [200, 200, 200]:
                 break
             await asyncio.sleep(0.01)
+        await settled(conn)
         assert conn.transport.reading  # read again: the head's clock runs from now
         conn.advance(0.1)
         assert statuses(conn.transport.data) == [200, 200, 200]
@@ -396,6 +407,7 @@ async def test_keep_alive_idle_timeout_after_an_async_handler() -> None:
                 break
             await asyncio.sleep(0.01)
         assert conn.transport.data.endswith(b"slow 1")
+        await settled(conn)  # the Task's done callback ends the request, on real time
         conn.advance(0.15)
         assert not conn.transport.closed
         conn.advance(0.15)
