@@ -133,6 +133,19 @@ class Router(Protocol):
         """Periodic upkeep (the server's ticker); nothing is periodic in a router."""
 
 
+def rebuilt_without(router: Any, method: str, pattern: str) -> tuple[Route, Any]:
+    """The route ``remove`` takes away, and a fresh router of the same class
+    holding the others. Removal is rare, and a rebuild is exactly the table the
+    remaining routes would have made (a variant another route shadowed comes
+    back); the caller swaps the new state in at once, never seen half-built."""
+    route = find_route(router._routes, method, pattern)
+    fresh = type(router)()
+    for kept in router._routes:
+        if kept is not route:
+            fresh.add(kept)
+    return route, fresh
+
+
 def find_route(routes: Iterable[Route], method: str, pattern: str) -> Route:
     """The route ``remove`` takes away: registered with exactly ``pattern``, else
     the one whose every variant has the same shape (param names aside), as

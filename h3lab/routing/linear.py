@@ -26,7 +26,7 @@ import bisect
 import re
 from typing import Any, ClassVar
 
-from h3lab.routing.base import ANY_METHOD, Match, Params, Route, find_route
+from h3lab.routing.base import ANY_METHOD, Match, Params, Route, rebuilt_without
 from h3lab.routing.pattern import (
     COMPLEX,
     NAMED_REST,
@@ -152,14 +152,7 @@ class LinearRouter:
             group.by_method.setdefault(route.method, []).append(_Entry(route, variant))
 
     def remove(self, method: str, pattern: str) -> Route:
-        # Rebuilt from the routes that stay: removal is rare, and a rebuild is
-        # exactly the table those routes would have made (the variant another
-        # route shadowed comes back).
-        route = find_route(self._routes, method, pattern)
-        fresh = LinearRouter()
-        for kept in self._routes:
-            if kept is not route:
-                fresh.add(kept)
+        route, fresh = rebuilt_without(self, method, pattern)
         self._routes, self._groups = fresh._routes, fresh._groups
         self._ordered, self._signatures = fresh._ordered, fresh._signatures
         return route

@@ -36,7 +36,7 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-from h3lab.routing.base import ANY_METHOD, Match, Params, Route, find_route
+from h3lab.routing.base import ANY_METHOD, Match, Params, Route, rebuilt_without
 from h3lab.routing.pattern import (
     COMPLEX,
     KIND_CLASS,
@@ -345,13 +345,7 @@ class TrieRouter:
         leaf.setdefault(route.method, []).append(Entry(route, parsed))
 
     def remove(self, method: str, pattern: str) -> Route:
-        # Rebuilt from the routes that stay (see LinearRouter.remove); the new
-        # state is swapped in at once, never seen half-built.
-        route = find_route(self._routes, method, pattern)
-        fresh = TrieRouter()
-        for kept in self._routes:
-            if kept is not route:
-                fresh.add(kept)
+        route, fresh = rebuilt_without(self, method, pattern)
         self._routes, self._signatures = fresh._routes, fresh._signatures
         self._static, self._root = fresh._static, fresh._root
         return route
