@@ -31,6 +31,7 @@ server process runs one app).
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
 import time
@@ -154,6 +155,59 @@ def rss_bytes() -> int:
         return 0
 
 
+class _Mallinfo2(ctypes.Structure):
+    # glibc's ``struct mallinfo2`` (2.33+): every field a size_t
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                     "fsmblks", "uordblks", "fordblks", "keepcost")
+    ]  # fmt: skip
+
+
+def _load_mallinfo2() -> Any:
+    try:
+        fn = ctypes.CDLL(None).mallinfo2
+    except (AttributeError, OSError):  # not glibc, or glibc < 2.33
+        return None
+    fn.restype = _Mallinfo2
+    fn.argtypes = []
+    return fn
+
+
+_mallinfo2 = _load_mallinfo2()
+
+
+def heap_stats() -> dict[str, Any] | None:
+    """The C allocator's heap, from glibc's ``mallinfo2()`` (None elsewhere).
+
+    Request bodies, response buffers and every object over pymalloc's 512-byte
+    limit live in this heap, so it is where an arena (or its absence) shows.
+    ``heap_bytes`` is what malloc holds from the OS outside mmapped chunks,
+    ``in_use_bytes`` what live allocations occupy in it, ``free_bytes`` the
+    rest. Free space at the top of the main heap (``trimmable_bytes``) can be
+    given back with ``malloc_trim``; free space *below* live chunks cannot,
+    however much of it there is. ``fragmentation`` is that trapped share:
+    ``(free - trimmable) / heap``, 0 when every free byte sits at the top.
+    Chunks over the mmap threshold (``mmapped_bytes``) are returned to the OS
+    when freed and never fragment the heap, so they are reported apart.
+    """
+    if _mallinfo2 is None:
+        return None
+    info = _mallinfo2()
+    heap = int(info.arena)
+    free = int(info.fordblks)
+    trimmable = min(int(info.keepcost), free)
+    return {
+        "heap_bytes": heap,
+        "in_use_bytes": int(info.uordblks),
+        "free_bytes": free,
+        "trimmable_bytes": trimmable,
+        "mmapped_bytes": int(info.hblkhd),
+        "free_chunks": int(info.ordblks),
+        "fragmentation": (free - trimmable) / heap if heap else 0.0,
+    }
+
+
 class MemoryStrategy(Protocol):
     """A memory strategy. Registered in ``h3lab.memory.MEMORY_STRATEGIES``."""
 
@@ -254,6 +308,7 @@ class TunedGC:
         return {
             "strategy": self.name,
             "rss_bytes": rss_bytes(),
+            "heap": heap_stats(),
             "gc_threshold": list(gc.get_threshold()),
             "gc_frozen_objects": self.frozen,
             "gc": self.monitor.stats(),

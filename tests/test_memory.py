@@ -7,7 +7,14 @@ import gc
 import pytest
 
 from h3lab.config import MemoryConfig
-from h3lab.memory import MEMORY_STRATEGIES, BufferArena, GCMonitor, make_memory, rss_bytes
+from h3lab.memory import (
+    MEMORY_STRATEGIES,
+    BufferArena,
+    GCMonitor,
+    heap_stats,
+    make_memory,
+    rss_bytes,
+)
 
 
 @pytest.fixture(params=MEMORY_STRATEGIES.names())
@@ -106,3 +113,32 @@ def test_arena_reuses_buffers_and_bounds_them() -> None:
 
 def test_rss_is_measured() -> None:
     assert rss_bytes() > 1_000_000
+
+
+@pytest.mark.skipif(heap_stats() is None, reason="the C allocator gives no statistics (not glibc)")
+def test_heap_stats_see_fragmentation_appear_and_go() -> None:
+    # Freeing every other one of many same-size chunks leaves holes below live
+    # chunks: free bytes the heap cannot trim. Freeing the rest closes them.
+    # 16 KiB is under glibc's mmap threshold, so the chunks live in the heap.
+    before = heap_stats()
+    assert before is not None and before["heap_bytes"] > 0
+    assert before["in_use_bytes"] + before["free_bytes"] == before["heap_bytes"]
+    bufs = [bytearray(16384) for _ in range(2000)]
+    del bufs[::2]
+    holed = heap_stats()
+    assert holed is not None
+    assert holed["free_bytes"] >= 1000 * 16384
+    assert holed["fragmentation"] > before["fragmentation"] + 0.2
+    del bufs
+    after = heap_stats()
+    assert after is not None and after["fragmentation"] < holed["fragmentation"] - 0.2
+
+
+def test_memory_stats_report_the_heap() -> None:
+    heap = make_memory(MemoryConfig(strategy="minimal")).stats()["heap"]
+    expected = heap_stats()
+    if expected is None:
+        assert heap is None
+    else:
+        assert heap is not None and set(heap) == set(expected)
+        assert 0.0 <= heap["fragmentation"] <= 1.0

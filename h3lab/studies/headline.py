@@ -51,6 +51,11 @@ COLUMNS = ["key", "measure", "before", "after", "ratio", "lo", "hi", "significan
            "source", "note", "seed"]  # fmt: skip
 
 
+def _fragmented(share: float) -> str:
+    """ ", heap N% fragmented" (nothing where the allocator had no statistics)."""
+    return "" if missing(share) else f", heap {fmt_pct(share)} fragmented"
+
+
 def _row(key: str, measure: str, before: Any, after: Any, c: Any, source: str, note: str) -> dict:
     if c is None:
         return {"key": key, "measure": measure, "before": before, "after": after,
@@ -161,12 +166,15 @@ def headline_table(frames: Mapping[str, pd.DataFrame], lookup_routes: int = 1000
         summary = memory.table(mem)
         for r in summary.itertuples():
             rows.append({"key": f"memory:{r.strategy}", "measure": f"Memory {r.strategy}, request bodies",
-                         "before": f"RSS {fmt_num(r.rss_before_body_mb)} MiB",
-                         "after": f"RSS {fmt_num(r.rss_after_body_mb)} MiB",
+                         "before": f"RSS {fmt_num(r.rss_before_body_mb)} MiB"
+                                   + _fragmented(r.fragmentation_before),
+                         "after": f"RSS {fmt_num(r.rss_after_body_mb)} MiB"
+                                  + _fragmented(r.fragmentation_after),
                          "ratio": math.nan, "lo": math.nan, "hi": math.nan, "significant": False,
                          "result": "arena reuse " + ("n/a (no arena)" if missing(r.arena_reuse)
                                                      else fmt_pct(r.arena_reuse)),
-                         "source": "memory_strategies", "note": "RSS around the body phase",
+                         "source": "memory_strategies",
+                         "note": "RSS and C-heap fragmentation around the body phase",
                          "seed": ""})  # fmt: skip
     aborts = load_degradation.aborts_table(load) if load is not None and not load.empty else None
     if aborts is not None and not aborts.empty:

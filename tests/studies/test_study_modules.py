@@ -332,7 +332,11 @@ def test_memory_table_and_conclusion() -> None:
                      {**base, "metric": "rss_before_body_mb", "value": 30.0},
                      {**base, "metric": "rss_after_body_mb", "value": 31.0},
                      {**base, "metric": "errors_total", "value": 0},
-                     {**base, "metric": "body_errors", "value": 0}]  # fmt: skip
+                     {**base, "metric": "body_errors", "value": 0},
+                     {**base, "metric": "heap_fragmentation_before", "value": 0.05},
+                     {**base, "metric": "heap_fragmentation_after",
+                      "value": 0.02 if arm == "balanced" else 0.25},
+                     {**base, "metric": "heap_mb_after", "value": 8.0}]  # fmt: skip
             if arm == "balanced":
                 rows.append({**base, "metric": "arena_reuse_ratio", "value": 0.99})
             else:
@@ -342,6 +346,37 @@ def test_memory_table_and_conclusion() -> None:
     text = memory.conclude(summary, memory.comparison(f, "minimal"), "minimal")
     assert "balanced: no significant difference" in text
     assert "balanced 30 -> 31 MiB, arena reuse 99.0%" in text and "balanced no collection" in text
+    assert "minimal 5.0% -> 25.0% of 8 MiB; balanced 5.0% -> 2.0% of 8 MiB" in text
+
+
+def test_memory_conclusion_says_when_the_heap_was_not_measured() -> None:
+    rows = [{"arm": "minimal", "round": r, "metric": "throughput_rps", "value": 1000.0}
+            for r in range(3)]  # fmt: skip
+    f = frame(rows)
+    text = memory.conclude(memory.table(f), memory.comparison(f, "minimal"), "minimal")
+    assert "C heap fragmentation: not measured" in text
+
+
+@pytest.mark.parametrize("given", [0, -5, [], [1024, 0], ["x"], None])
+def test_memory_body_sizes_reject_what_is_not_a_positive_size(given: object) -> None:
+    with pytest.raises(ValueError, match="body_bytes"):
+        memory.body_sizes({"body_bytes": given})
+
+
+def test_memory_body_sizes_take_one_size_or_a_mix() -> None:
+    assert memory.body_sizes({"body_bytes": 16384}) == [16384]
+    assert memory.body_sizes(memory.plan()) == [1024, 16384, 65536]
+
+
+def test_memory_heap_rows_come_from_the_servers_heap_stats() -> None:
+    stats = {"memory": {"heap": {"fragmentation": 0.25, "heap_bytes": 8 * 2**20,
+                                 "free_bytes": 2**20}}}  # fmt: skip
+    assert memory.heap_rows(stats, "after") == [
+        ("heap_fragmentation_after", 0.25, "ratio"),
+        ("heap_mb_after", 8.0, "MiB"),
+        ("heap_free_mb_after", 1.0, "MiB"),
+    ]
+    assert memory.heap_rows({"memory": {"heap": None}}, "after") == []
 
 
 # -- 00 ---------------------------------------------------------------------------------------------
