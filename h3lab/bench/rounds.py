@@ -19,7 +19,8 @@ Validity: each load phase run through ``ArmRun.closed_loop`` /
 and the client's CPU over the phase (``PhaseCpu``, psutil by pid) and which
 other processes were busy meanwhile, records the checks (server >= 90% of a
 core when saturating, client headroom, open-loop rate within 1%, machine
-quiet) into a ``ValidityRecorder`` (default: the process-wide
+quiet; and, from ``h3lab.bench.canary``, the machine's own speed probed on the
+server's CPU before every arm, the same throughout) into a ``ValidityRecorder`` (default: the process-wide
 ``h3lab.studies.validity.current()``), and adds rows
 ``phase_server_cpu_percent`` / ``phase_client_cpu_percent`` /
 ``phase_other_cpu_percent`` tagged with the phase.
@@ -353,6 +354,7 @@ def run_rounds(
     ``summarize(rows)`` gives the progress line's tail (default: req/s when
     a ``throughput_rps`` row exists).
     """
+    from h3lab.bench import canary
     from h3lab.bench.server import ServerProcess
     from h3lab.studies.stats import schedule
     from h3lab.studies.validity import current
@@ -369,8 +371,11 @@ def run_rounds(
         server_cpu, load_cpu = cpus()
     recorder = recorder if recorder is not None else current()
     rows: Rows = []
+    probes: list[canary.Probe] = []
     for order, (label, rnd) in enumerate(schedule(labels, rounds)):
         arm = by_label[label]
+        # before the server starts, so nothing of ours runs on its CPU meanwhile
+        probes.append(canary.Probe(f"{label} round {rnd + 1}", canary.probe(server_cpu)))
         server: ServerProcess | None = None
         if arm.start is not None:
             server = arm.start(server_cpu)
@@ -382,7 +387,8 @@ def run_rounds(
         tag = {**dict(arm.columns), "arm": label, "round": rnd, "order": order}
         if study:
             tag["study"] = study
-        for row in [*produced, *run.rows]:
+        speed = {"metric": "machine_probe_ns", "value": probes[-1].ns, "unit": "ns"}
+        for row in [*produced, *run.rows, speed]:
             for key, value in tag.items():
                 row.setdefault(key, value)
             row["arm"], row["round"], row["order"] = label, rnd, order
@@ -391,6 +397,7 @@ def run_rounds(
             tail = summarize(produced) if summarize else _default_summary(produced)
             prefix = f"{study} | " if study else ""
             progress(f"{prefix}{label} | round {rnd + 1}/{rounds}{': ' + tail if tail else ''}")
+    recorder.add(canary.check_speed(probes))
     return RoundsResult(labels, rounds, rows)
 
 

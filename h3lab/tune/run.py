@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from h3lab.bench import canary
 from h3lab.config import Config
 from h3lab.studies.validity import ValidityRecorder
 from h3lab.tune import report
@@ -277,6 +278,8 @@ def _select(
     say(f"re-measuring {len(arms)} arms x {reps} interleaved rounds ({settings.duration:g} s each)")
     fn = measure_fn or measure
     bar = _progress(len(arms) * reps, progress, "re-measure")
+    probes: list[canary.Probe] = []
+    server_cpu = settings.server_cpu  # None: the probe runs wherever this process may
     try:
         done = {label: 0 for label in (a.label for a in arms)}
 
@@ -289,6 +292,8 @@ def _select(
                 m = fn(arm.config, settings)
                 record_checks(recorder, m, {}, settings, where)
                 return m
+            # the machine's own speed first, as a study's rounds do (h3lab.bench.canary)
+            probes.append(canary.Probe(where, canary.probe(server_cpu)))
             with watch_machine() as machine:
                 m = fn(arm.config, settings)
             record_checks(recorder, m, machine, settings, where)
@@ -301,6 +306,8 @@ def _select(
         result.remeasurement = remeasure(arms, one, reps, on_result=tick)
     finally:
         bar.close()
+    if probes:
+        recorder.add(canary.check_speed(probes))
     result.validity = recorder.result()
     result.decision = decide(
         result.remeasurement.values,

@@ -29,12 +29,34 @@ def test_rounds_rotate_and_tag_rows_without_servers() -> None:
     assert seen[:6] == [("a", 0), ("b", 0), ("c", 0), ("b", 1), ("c", 1), ("a", 1)]
     assert lines[0] == "demo | a | round 1/4: 100 req/s"
     assert {r["study"] for r in result.rows} == {"demo"}
-    assert [r["preset"] for r in result.rows[:3]] == ["a", "b", "c"]
+    served = [r for r in result.rows if r["metric"] == "throughput_rps"]
+    assert [r["preset"] for r in served[:3]] == ["a", "b", "c"]
     values = result.values("throughput_rps")
     assert all(v is not None for v in values["b"]) and len(values["b"]) == 4
     comparisons = result.compare("a", "throughput_rps", higher_is_better=True)
     assert comparisons["b"].significant and 1.45 < comparisons["b"].ratio < 1.55
     assert not comparisons["c"].significant  # 1% apart under 8% noise: no claim
+    # the machine's speed was probed before every arm, and checked once for the run
+    probes = [r for r in result.rows if r["metric"] == "machine_probe_ns"]
+    assert len(probes) == 12 and all(r["value"] > 0 for r in probes)
+    assert {(r["arm"], r["round"]) for r in probes} == {(a, r) for a in "abc" for r in range(4)}
+
+
+def test_a_slower_machine_between_arms_invalidates_the_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from h3lab.bench import canary
+
+    # the host slows the VM down for the second round: no process shows it
+    speeds = iter([100.0, 101.0, 99.0, 140.0, 141.0, 100.0])
+    monkeypatch.setattr(canary, "probe", lambda cpu=None, **kw: next(speeds))
+    recorder = ValidityRecorder()
+    arms = [Arm(x, server=None) for x in "abc"]
+    run_rounds(arms, rounds=2, measure=lambda run: [], recorder=recorder, progress=None)
+    (check,) = [c for c in recorder.checks if c.name == "machine_speed"]
+    assert check.status == "invalid"
+    assert check.reason is not None and "1.40x slower before c round 2" in check.reason
+    assert not recorder.result().ok
 
 
 def test_run_rounds_rejects_bad_arguments() -> None:
