@@ -60,6 +60,12 @@ def add_parser(subparsers: Any) -> None:
     )
     _add_root(figures)
     figures.add_argument("--out", default="data/figures", help="destination (default data/figures)")
+    figures.add_argument(
+        "--readme",
+        default="README.md",
+        help="rewrite this file's <!-- h3lab:run STUDY --> passages from the same runs "
+        "(default README.md; 'none' to leave it)",
+    )
     figures.set_defaults(func=cmd_figures)
 
     compare = sub.add_parser(
@@ -247,12 +253,25 @@ def cmd_all(args: argparse.Namespace) -> int:
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
+    from h3lab.studies import readme
     from h3lab.studies.registry import repo_root
-    from h3lab.studies.report import export_figures
+    from h3lab.studies.report import README_CITED, README_FIGURES, export_figures
 
     out = Path(args.out)
     out = out if out.is_absolute() else repo_root() / out
-    return _emit(str(path) for path in export_figures(_root(args), out))
+    readme_path: Path | None = None
+    if args.readme != "none":
+        readme_path = Path(args.readme)
+        readme_path = readme_path if readme_path.is_absolute() else repo_root() / readme_path
+        if not readme_path.is_file():
+            raise ValueError(f"--readme {args.readme}: no such file")
+    quoted = readme.studies_in(readme_path.read_text(encoding="utf-8")) if readme_path else []
+    figure_studies = {study for study, _ in README_FIGURES}
+    cited = tuple(dict.fromkeys([*README_CITED, *(s for s in quoted if s not in figure_studies)]))
+    written = export_figures(_root(args), out, cited=cited)
+    if readme_path is not None and readme.update(readme_path, _root(args)):
+        written.append(readme_path)
+    return _emit(str(path) for path in written)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -136,11 +136,34 @@ def record_validity(t: pd.DataFrame) -> None:
             rec.ceiling(r.rps, ceiling, label=f"{r.server} {r.endpoint}")
 
 
+def versus_fastest(t: pd.DataFrame, reference: str = "performance") -> str:
+    """Markdown: per endpoint, the h3lab preset against the fastest *other framework*
+    (other h3lab presets and the raw ceiling are not peers), and its share of the ceiling."""
+    ref = reference_server(reference)
+    lines = [f"| endpoint | {ref} | fastest peer | {ref} x that peer | raw httptools ceiling "
+             f"| {ref} / raw |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for endpoint, g in t.groupby("endpoint", sort=True):
+        mine = g[g["server"] == ref]
+        peers_ = g[(g["server"] != CEILING) & ~g["server"].str.startswith("h3lab-")]
+        if mine.empty or peers_.empty:
+            continue
+        r0, best = mine.iloc[0], peers_.sort_values("rps", ascending=False).iloc[0]
+        raw = g[g["server"] == CEILING]
+        raw_text = f"{fmt_num(raw.iloc[0].rps)} req/s" if not raw.empty else "n/a"
+        share = "n/a" if math.isnan(r0.of_ceiling) else f"{r0.of_ceiling:.0%}"
+        lines.append(f"| {endpoint} | {fmt_num(r0.rps)} req/s | {best.server}, "
+                     f"{fmt_num(best.rps)} req/s | {best.text} | {raw_text} | {share} |")  # fmt: skip
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def conclude(t: pd.DataFrame, skipped: Sequence[str] = (), reference: str = "performance") -> str:
     if t.empty:
         return "No data."
     ref = reference_server(reference)
     lines = []
+    summary = versus_fastest(t, reference)
+    if summary:
+        lines.append(summary)
     for endpoint, g in t.groupby("endpoint", sort=True):
         mine = g[g["server"] == ref]
         if mine.empty:

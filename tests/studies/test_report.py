@@ -171,3 +171,46 @@ def test_export_copies_the_evidence_of_a_summarys_inputs(tmp_path: Path) -> None
     assert (tmp_path / "figs" / "runs" / "quoted" / quoted / "meta.json").is_file()
     assert quoted in (tmp_path / "figs" / "PROVENANCE.md").read_text()
     assert (tmp_path / "figs" / "runs" / "overview" / summary.name / "conclusion.md").is_file()
+
+
+def test_readme_passages_are_rewritten_from_the_runs_their_markers_name(tmp_path: Path) -> None:
+    from h3lab.studies import readme
+
+    root = tmp_path / "runs"
+    good = "20260101T000000000Z-aaaaaa"
+    run = make_run(root, "alpha", good, figures=(), conclusion="Policy X hits **61.1%**.")
+    _stamped(run, quick=False, status="valid")
+    newer_quick = make_run(root, "alpha", "20260102T000000000Z-bbbbbb", figures=(),
+                           conclusion="A quick 99% that must not show.")  # fmt: skip
+    _stamped(newer_quick, quick=True, status="valid")
+    doc = tmp_path / "README.md"
+    doc.write_text(
+        "# Title\n\nProse the editors keep.\n\n"
+        "<!-- h3lab:run alpha -->\nhand-typed 70%, stale\n<!-- /h3lab:run -->\n\nMore prose.\n"
+    )
+    assert readme.update(doc, root) == ["alpha"]
+    text = doc.read_text()
+    assert text.startswith("# Title\n\nProse the editors keep.\n\n<!-- h3lab:run alpha -->\n")
+    assert text.endswith("<!-- /h3lab:run -->\n\nMore prose.\n")
+    assert "Policy X hits **61.1%**." in text and "stale" not in text and "99%" not in text
+    assert f"run {good}" in text and "commit 1111111111" in text and "full" in text
+    assert readme.render(text, root) == text  # rewriting twice changes nothing
+
+    # a study whose only run is invalid cannot be quoted
+    bad = make_run(root, "beta", "20260101T000000000Z-cccccc", figures=())
+    _stamped(bad, quick=False, status="invalid")
+    doc.write_text(text + "<!-- h3lab:run beta -->\nx\n<!-- /h3lab:run -->\n")
+    with pytest.raises(ValueError, match=r"no full, valid, clean run of 'beta'"):
+        readme.update(doc, root)
+    assert "Policy X" in doc.read_text()  # nothing half-written
+
+
+def test_study_figures_refuses_a_missing_readme_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from h3lab.cli import main
+
+    code = main(["study", "figures", "--root", str(tmp_path), "--out", str(tmp_path / "f"),
+                 "--readme", str(tmp_path / "NOPE.md")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code != 0 and "NOPE.md: no such file" in err and len(err.strip().splitlines()) == 1

@@ -288,6 +288,9 @@ def test_peers_ratio_is_about_the_named_preset() -> None:
     assert t.loc["h3lab-performance", "of_ceiling"] == pytest.approx(0.5)
     text = peers.conclude(t.reset_index(), ["granian: not installed"], "performance")
     assert "h3lab-performance serves" in text and "aiohttp 2" in text and "Skipped" in text
+    # the summary table: the fastest *other framework*, not the faster h3lab preset
+    assert "| plaintext | 100 req/s | aiohttp, 50 req/s | 2" in text
+    assert "| 200 req/s | 50% |" in text
     assert "Impossible" not in text
     rows.append(
         {
