@@ -340,7 +340,8 @@ def test_a_quick_run_against_head_is_stored_with_refs_and_validity(
         assert saved["status"] == "invalid" and "busy-loop" in saved["reasons"][0]
         assert "INVALID RUN" in out
         assert "**Invalid run:**" in conclusion and "> Against HEAD" in conclusion
+        assert "conclusion: none claimed" in out and "\nAgainst HEAD" not in out
     else:
         assert saved["status"] in ("valid", "unstable")
         assert "INVALID RUN" not in out and "**Invalid run:**" not in conclusion
-        assert "\nAgainst HEAD (commit " in conclusion
+        assert "\nAgainst HEAD (commit " in conclusion and "\nAgainst HEAD (commit " in out

@@ -211,7 +211,12 @@ def cmd_trees(args: argparse.Namespace) -> int:
         f"# bench trees: {args.target}, run {writer.run_id}\n\n{conclusion}", encoding="utf-8"
     )
     print()
-    print(conclusion.rstrip())
+    if verdict.ok:
+        print(conclusion_text(result, args.target, descriptions))
+    else:
+        print("conclusion: none claimed, the run is invalid (reasons in conclusion.md)")
+    if verdict.warnings:
+        print(f"{len(verdict.warnings)} unstable-sample warning(s), listed in conclusion.md")
     print(f"results: {path}")
     print(
         f"validity: {verdict.status}"
