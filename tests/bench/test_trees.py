@@ -235,7 +235,7 @@ def test_only_columns_that_tell_cases_apart_in_one_run_join_the_label() -> None:
     ]
     assert distinguishing_columns(rows) == ("cached",)
     key = ("router", "linear", 100, "zipf", True)
-    assert case_label(key, ["cached"]) == "linear routes=100 cached=True"
+    assert case_label(key, ["cached"]) == "linear param=100 cached=True"
 
 
 # -- the runner works on the README's "before" commit ------------------------------------------

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from h3lab.bench.results import RunWriter
+from h3lab.cli import CLIError
 
 STUDY = "bench-trees"
 MIN_ROUNDS = 5
@@ -30,7 +32,7 @@ MIN_ROUNDS_QUICK = 3
 
 def register(subparsers: Any) -> None:
     """Add ``trees`` to the ``h3lab bench`` sub-parser."""
-    from h3lab.bench.cli import MICRO_TARGETS, _add_store_arguments
+    from h3lab.bench.micro import TARGETS
 
     parser = subparsers.add_parser(
         "trees",
@@ -44,7 +46,7 @@ def register(subparsers: Any) -> None:
             "trees' refs and commits and the run's validity."
         ),
     )
-    parser.add_argument("--target", default="protocol", choices=MICRO_TARGETS, help="micro target")
+    parser.add_argument("--target", default="protocol", choices=list(TARGETS), help="micro target")
     parser.add_argument(
         "--against", nargs="+", required=True, metavar="REF", help="commits or directories"
     )
@@ -59,7 +61,8 @@ def register(subparsers: Any) -> None:
         "--presets", nargs="+", default=None, help="presets, for targets that take them"
     )
     parser.add_argument("--cpu", type=int, default=None, help="the CPU every child is pinned to")
-    _add_store_arguments(parser)
+    parser.add_argument("--root", default="data/runs", help="results store root")
+    parser.add_argument("--run-id", default=None, help="run directory name (default: timestamp)")
     parser.set_defaults(func=cmd_trees)
 
 
@@ -72,28 +75,29 @@ def _default_cpu() -> int | None:
 
 
 def _check(args: argparse.Namespace) -> tuple[int, int | None, dict[str, Any]]:
-    """``(rounds, cpu, kwargs)`` from the arguments, or a one-line ``BenchArgumentError``."""
+    """``(rounds, cpu, kwargs)`` from the arguments, or a one-line ``CLIError``."""
     import inspect
 
-    from h3lab.bench.cli import BenchArgumentError, _check_cpu
     from h3lab.bench.micro import TARGETS
     from h3lab.config import PRESETS
 
     least = MIN_ROUNDS_QUICK if args.quick else MIN_ROUNDS
     rounds = least if args.rounds is None else args.rounds
     if rounds < least:
-        raise BenchArgumentError(
+        raise CLIError(
             f"--rounds must be >= {least}{' with --quick' if args.quick else ''}, got {rounds}"
         )
     cpu = _default_cpu() if args.cpu is None else args.cpu
-    _check_cpu("--cpu", cpu)
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    if cpu is not None and allowed is not None and cpu not in allowed:
+        raise CLIError(f"--cpu {cpu} is not an allowed CPU; allowed: {sorted(allowed)}")
     kwargs: dict[str, Any] = {}
     if args.presets:
         if "presets" not in inspect.signature(TARGETS[args.target]).parameters:
-            raise BenchArgumentError(f"--presets: target {args.target} takes no presets")
+            raise CLIError(f"--presets: target {args.target} takes no presets")
         for preset in args.presets:
             if preset not in PRESETS:
-                raise BenchArgumentError(f"--presets must be among {list(PRESETS)}, got {preset!r}")
+                raise CLIError(f"--presets must be among {list(PRESETS)}, got {preset!r}")
         kwargs["presets"] = list(args.presets)
     return rounds, cpu, kwargs
 
@@ -123,7 +127,8 @@ class TreesRunWriter(RunWriter):
 
 
 def cmd_trees(args: argparse.Namespace) -> int:
-    from h3lab.bench.cli import BenchArgumentError, _bar, _params
+    from tqdm import tqdm
+
     from h3lab.bench.trees.compare import (
         compare,
         comparison_rows,
@@ -140,7 +145,7 @@ def cmd_trees(args: argparse.Namespace) -> int:
     try:
         trees = resolve_all(list(args.against), root)
     except TreeError as exc:
-        raise BenchArgumentError(str(exc)) from None
+        raise CLIError(str(exc)) from None
     descriptions = {tree.label: _describe(tree) for tree in trees}
     print(
         f"bench trees: target {args.target}{' (quick)' if args.quick else ''}, {rounds} rounds, "
@@ -150,7 +155,15 @@ def cmd_trees(args: argparse.Namespace) -> int:
     for tree in trees:
         print(f"  {tree.label}: {descriptions[tree.label]}")
     recorder = validity.begin()
-    bar = _bar(rounds * len(trees), "trees", unit="run")
+    # disable=None: a bar on a terminal, nothing in a pipe or a test.
+    bar = tqdm(
+        total=rounds * len(trees),
+        desc="trees",
+        unit="run",
+        disable=None,
+        leave=False,
+        file=sys.stderr,
+    )
 
     def progress(where: str) -> None:
         bar.set_postfix_str(where)
@@ -169,7 +182,7 @@ def cmd_trees(args: argparse.Namespace) -> int:
                 progress=progress,
             )
     except TreeError as exc:
-        raise BenchArgumentError(str(exc)) from None
+        raise CLIError(str(exc)) from None
     finally:
         bar.close()
     for run in runs:
@@ -188,7 +201,12 @@ def cmd_trees(args: argparse.Namespace) -> int:
         STUDY,
         run_id=args.run_id,
         root=args.root,
-        params={**_params(args), "rounds": rounds, "cpu": cpu, "kwargs": kwargs},
+        params={
+            **{k: v for k, v in vars(args).items() if k != "func"},
+            "rounds": rounds,
+            "cpu": cpu,
+            "kwargs": kwargs,
+        },
         trees=[tree.to_json() for tree in trees],
     )
     writer.left_out = {

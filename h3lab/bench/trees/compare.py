@@ -78,13 +78,11 @@ def case_key(row: dict[str, Any], columns: Sequence[str]) -> CaseKey:
 
 
 def case_label(key: CaseKey, columns: Sequence[str]) -> str:
-    """``performance /plaintext``, ``lru entries=128``: strategy and param, plus any
+    """``performance /plaintext``, ``lru param=128``: strategy and param, plus any
     distinguishing column."""
-    from h3lab.bench.cli import PARAM_NAMES
-
-    target, strategy, param, _ = key[: len(BASE_KEY)]
+    _, strategy, param, _ = key[: len(BASE_KEY)]
     if isinstance(param, int | float) and not isinstance(param, bool):
-        param = f"{PARAM_NAMES.get(str(target), 'param')}={param}"  # "held=16", not "16"
+        param = f"param={param}"  # a size or a count: "lru param=128", not "lru 128"
     extra = [f"{c}={v}" for c, v in zip(columns, key[len(BASE_KEY) :], strict=True)]
     return " ".join([str(strategy), str(param), *extra])
 
