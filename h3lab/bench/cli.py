@@ -9,6 +9,7 @@
     h3lab bench peers [--quick] [--endpoints plaintext json params] [--duration S]
     h3lab bench soak --duration 600
     h3lab bench conformance
+    h3lab bench trees --target protocol --against 03e8fa5 [REF ...] [--rounds N] [--quick]
 
 Every command verifies responses before timing, shows a progress bar on a
 terminal, prints a plain-text summary, writes its rows with ``RunWriter``
@@ -34,7 +35,7 @@ from h3lab.cli import CLIError, Parser, add_alias, add_config_arguments, config_
 
 MICRO_TARGETS = tuple(TARGETS)  # one name per target, from h3lab.bench.micro.targets
 ENGINES = ("aiohttp", "wrk")
-COMMANDS = ("micro", "load", "peers", "soak", "conformance")
+COMMANDS = ("micro", "load", "peers", "soak", "conformance", "trees")
 
 
 class BenchArgumentError(CLIError, ValueError):
@@ -136,6 +137,11 @@ def add_parser(subparsers: Any) -> None:
 
     soak.register(sub)
     conformance.register(sub)
+
+    # Before/after across source trees (issue 9): its own package, which adds itself.
+    from h3lab.bench.trees import command as trees_command
+
+    trees_command.register(sub)
 
 
 def _add_store_arguments(parser: argparse.ArgumentParser) -> None:
