@@ -20,8 +20,10 @@ Layout: the harness first, then one module per target, then their names.
 ``targets``     ``TARGETS`` (name -> bench), the quick grids and ``run_micro``
 
 Every target imports the harness and nothing imports a target but
-``targets``, so there is no import cycle (there was one between the flat
-``micro.py`` and ``wire.py``, which the ``protocol`` target replaces).
+``targets`` (and ``stages``, which reuses the ``protocol`` target's request
+batch and answer check; ``protocol`` imports no target), so there is no
+import cycle (there was one between the flat ``micro.py`` and ``wire.py``,
+which the ``protocol`` target replaces).
 Load measurement, which needs a server process and sockets, is
 ``h3lab.bench.load``.
 """

@@ -90,7 +90,6 @@ UNATTRIBUTED_METRIC = "unattributed_ns"
 ENDPOINTS = ("/plaintext", "/json", "/users/:id")
 DEFAULT_PRESETS = ("performance", "baseline")
 _WORKLOAD = "pipelined-keepalive"
-_HEADERS = [(b"Host", b"localhost"), (b"User-Agent", b"wrk"), (b"Accept", b"*/*")]
 
 
 @functools.cache
@@ -210,9 +209,12 @@ class _Request:
         protocol.data_received(self.batch)
         if protocol.requests_served != BATCH:
             raise _fail(self.label, "parse: requests parsed", protocol.requests_served, BATCH)
-        if protocol._url != self.target or protocol._headers != _HEADERS:
+        # The fields of the batch's (identical) requests, read off its bytes.
+        lines = self.batch[: len(self.batch) // BATCH].split(b"\r\n")[1:-2]
+        fields = [tuple(line.split(b": ", 1)) for line in lines]
+        if protocol._url != self.target or protocol._headers != fields or not fields:
             got = (protocol._url, protocol._headers)
-            raise _fail(self.label, "parse: target and headers", got, (self.target, _HEADERS))
+            raise _fail(self.label, "parse: target and headers", got, (self.target, fields))
         self.parse_protocol = protocol
 
     def _head_and_event(self) -> None:
