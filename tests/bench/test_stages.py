@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -174,3 +175,18 @@ def test_cli_prints_the_stage_table(tmp_path: Path, capsys: pytest.CaptureFixtur
     results = [line.removeprefix("results: ") for line in out.splitlines() if "results: " in line]
     frame = load_run(Path(results[0]))
     assert set(frame["stage"].dropna()) == {*STAGES, WHOLE, UNATTRIBUTED}
+
+
+def test_a_wrong_route_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every request routed to /json: the server still answers 200, the route check refuses.
+    from h3lab.app import H3
+
+    real = H3.resolve
+
+    def to_json(self: H3, event: Any) -> Any:
+        event.route_path = "/json"
+        return real(self, event)
+
+    monkeypatch.setattr(H3, "resolve", to_json)
+    with pytest.raises(BenchmarkError, match=r"/plaintext: route: pattern is '/json'"):
+        bench_stages(presets=("performance",), endpoints=("/plaintext",), **FAST)
