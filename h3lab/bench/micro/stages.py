@@ -51,8 +51,8 @@ is the preset, ``param`` the endpoint, ``stage`` one of:
             data hot in the CPU caches and the interpreter's specialisations
             settled on it, which the whole path, where every stage evicts a
             little of the others, does not enjoy; and the timing loop's own
-            step is paid by each of the eight stages. A negative value means the isolated
-            costs overstate the whole, never that a stage is free.
+            step is paid by each of the eight stages. A negative value means
+            the isolated costs overstate the whole, never that a stage is free.
 
 Before any timing every stage is checked to do the real work on this
 request (the parser saw the batch's requests with their target and headers,
@@ -218,6 +218,7 @@ class _Request:
         self.parse_protocol = protocol
 
     def _head_and_event(self) -> None:
+        from h3lab.event import ReleasedEvent
         from h3lab.server.head import Head, fill_target
 
         parsed = self.parse_protocol
@@ -243,11 +244,12 @@ class _Request:
         pool = self.app.pool
         before = pool.stats()["acquired"]
         released = self._event_cycle(1)
-        if type(released).__name__ != "ReleasedEvent" or pool.stats()["acquired"] != before + 1:
+        if type(released) is not ReleasedEvent or pool.stats()["acquired"] != before + 1:
             raise BenchmarkError(f"{self.label}: event: the pool did not hand out and take back")
 
     def _fill(self, event: H3Event) -> None:
-        # The stores on_message_complete makes (fill_target aside: the head stage's).
+        # The stores on_message_complete makes (fill_target aside: the head
+        # stage's); _event_cycle makes them inline, as the server does.
         head = self.head
         event.conn = self.whole_protocol
         event.remote = self.whole_protocol.peer
