@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import warnings
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from h3lab.bench.micro import BenchmarkError, run_micro, stage_table
 from h3lab.bench.micro import stages as stages_target
 from h3lab.bench.micro.stages import (
     ENDPOINTS,
+    SEQUENCE,
     STAGES,
     UNATTRIBUTED,
     UNATTRIBUTED_METRIC,
@@ -35,7 +37,8 @@ def test_quick_run_times_every_stage_of_every_endpoint() -> None:
     timed = [r for r in rows if r["metric"] == "ns_per_op"]
     assert {r["strategy"] for r in rows} == {"performance"}  # quick: one preset
     seen = {(r["param"], r["stage"], r["repetition"]) for r in timed}
-    assert seen == {(e, s, rep) for e in ENDPOINTS for s in (*STAGES, WHOLE) for rep in (0, 1, 2)}
+    every = (*STAGES, SEQUENCE, WHOLE)
+    assert seen == {(e, s, rep) for e in ENDPOINTS for s in every for rep in (0, 1, 2)}
     for row in timed:
         assert row["target"] == "stages" and row["unit"] == "ns" and row["loops"] >= 1
         assert row["value"] > 0, row
@@ -51,7 +54,7 @@ def test_quick_run_times_every_stage_of_every_endpoint() -> None:
         assert row["stage"] == UNATTRIBUTED
         assert row["value"] == pytest.approx(value[(key[0], WHOLE, key[1])] - parts)
     # The stages are not all the same number (each loop really does its own work).
-    medians = {s: value[("/json", s, 0)] for s in (*STAGES, WHOLE)}
+    medians = {s: statistics.median(value[("/json", s, rep)] for rep in (0, 1, 2)) for s in every}
     assert medians[WHOLE] > max(medians[s] for s in STAGES)
     assert len({round(v) for v in medians.values()}) > 3
 
@@ -59,7 +62,7 @@ def test_quick_run_times_every_stage_of_every_endpoint() -> None:
 def test_baseline_is_measured_when_not_quick_and_its_stages_follow_its_strategies() -> None:
     rows = bench_stages(presets=("baseline",), endpoints=("/users/:id",), **FAST)
     timed = [r for r in rows if r["metric"] == "ns_per_op"]
-    assert {r["stage"] for r in timed} == {*STAGES, WHOLE}
+    assert {r["stage"] for r in timed} == {*STAGES, SEQUENCE, WHOLE}
     assert {r["strategy"] for r in timed} == {"baseline"}
     assert bench_stages.__defaults__ is not None
     assert bench_stages.__defaults__[0] == ("performance", "baseline")
@@ -131,6 +134,7 @@ def _rows(preset: str, endpoint: str, values: dict[str, list[float]]) -> list[di
 
 def test_stage_table_medians_shares_and_a_negative_remainder() -> None:
     plain = {s: [100.0, 300.0, 200.0] for s in STAGES} | {WHOLE: [2000.0, 1000.0, 3000.0]}
+    plain[SEQUENCE] = [1500.0, 1400.0, 1600.0]  # head..task back to back
     # /json: the stages alone add up to more than the whole (negative remainder).
     json = {s: [150.0] for s in STAGES} | {WHOLE: [1000.0]}
     rows = _rows("performance", "/json", json) + _rows("performance", "/plaintext", plain)
@@ -146,16 +150,21 @@ def test_stage_table_medians_shares_and_a_negative_remainder() -> None:
     assert "| **sum of stages** | 1,600 (80%) | 1,200 (120%) |" in lines
     assert "| **whole** | 2,000 (100%) | 1,000 (100%) |" in lines
     assert "| unattributed | 400 (20%) | -200 (-20%) |" in lines
+    # Split by the sequence: 1500 - (1600 - 200) back to back, 2000 - 200 - 1500 between.
+    assert "| of which: the stages back to back | 100 (5%) |  |" in lines
+    assert "| of which: server code between them | 300 (15%) |  |" in lines
     assert [line.split(" |")[0] for line in lines[4:]] == [
         *(f"| {s}" for s in STAGES),
         "| **sum of stages**",
         "| **whole**",
         "| unattributed",
+        "| of which: the stages back to back",
+        "| of which: server code between them",
     ]
     # baseline: one stage measured, the others simply absent from its column.
     assert baseline.startswith("baseline**") and "| parse | 10 (25%) |" in baseline
     assert "| unattributed | 30 (75%) |" in baseline and "| head |" not in baseline
-    assert "negative when" in note
+    assert "negative when" in note and "whole - parse - that sequence" in note
     assert stage_table(rows[-2:]) == "(no stage rows)"
 
 
@@ -174,7 +183,7 @@ def test_cli_prints_the_stage_table(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "| **whole** |" in rest and "| unattributed |" in rest
     results = [line.removeprefix("results: ") for line in out.splitlines() if "results: " in line]
     frame = load_run(Path(results[0]))
-    assert set(frame["stage"].dropna()) == {*STAGES, WHOLE, UNATTRIBUTED}
+    assert set(frame["stage"].dropna()) == {*STAGES, SEQUENCE, WHOLE, UNATTRIBUTED}
 
 
 def test_a_wrong_route_raises(monkeypatch: pytest.MonkeyPatch) -> None:

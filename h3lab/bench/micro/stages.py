@@ -41,18 +41,27 @@ is the preset, ``param`` the endpoint, ``stage`` one of:
             that can, around an empty step.
 ``whole``   the ``protocol`` target's operation: the real ``HttpProtocol`` fed
             the 32 pipelined requests, per request.
+``sequence`` the seven stages after ``parse`` back to back per request, in
+            one loop: the same calls, none of the server's code between them.
 ``unattributed``
             derived per interleaved round: ``whole`` minus the sum of the
             eight stages (metric ``unattributed_ns``: not a timed sample, so
-            not ``ns_per_op``). It holds what no stage times: the rest of the
-            two replaced callbacks (deadline state, keep-alive bookkeeping),
-            ``_dispatch`` and ``_serve_sync`` around the stages they call. It
-            **can be negative**: a stage repeated alone runs with its code and
-            data hot in the CPU caches and the interpreter's specialisations
-            settled on it, which the whole path, where every stage evicts a
-            little of the others, does not enjoy; and the timing loop's own
-            step is paid by each of the eight stages. A negative value means
-            the isolated costs overstate the whole, never that a stage is free.
+            not ``ns_per_op``). Two things make it up, and ``sequence`` tells
+            them apart (``stage_table`` shows both):
+
+            * the server's code that no stage times: the rest of the two
+              replaced callbacks (deadline state, keep-alive bookkeeping),
+              ``_dispatch`` and ``_serve_sync`` around the stages they call
+              -- ``whole - parse - sequence``;
+            * isolation itself: a stage repeated alone runs with its code and
+              data hot in the CPU caches and branch predictors, which seven
+              stages run one after the other share -- ``sequence`` minus the
+              seven stages' sum. On a busy shared machine this part is large.
+
+            It **can be negative**: the timing loop's own step is paid by each
+            of the eight stages once and by ``whole`` once, and medians of
+            noisy parts need not add up. A negative value means the isolated
+            costs overstate the whole, never that a stage is free.
 
 Before any timing every stage is checked to do the real work on this
 request (the parser saw the batch's requests with their target and headers,
@@ -85,6 +94,7 @@ if TYPE_CHECKING:
 
 STAGES = ("parse", "head", "event", "route", "chain", "encode", "write", "task")
 WHOLE = "whole"
+SEQUENCE = "sequence"
 UNATTRIBUTED = "unattributed"
 UNATTRIBUTED_METRIC = "unattributed_ns"
 ENDPOINTS = ("/plaintext", "/json", "/users/:id")
@@ -122,16 +132,6 @@ def _body_encoder(app: H3, value: Any) -> Callable[[Any], bytes]:
     if kind is dict or kind is list:
         return app.json_encode
     raise BenchmarkError(f"the handler gave a {kind.__name__}: not a fast-path value")
-
-
-def _expected_values() -> dict[str, Any]:
-    from h3lab.bench.apps import PLAINTEXT
-
-    return {
-        "/plaintext": PLAINTEXT,
-        "/json": {"message": PLAINTEXT},
-        "/users/:id": {"id": "42"},
-    }
 
 
 def _nothing(event: H3Event, chain: Any) -> bool:
@@ -291,7 +291,11 @@ class _Request:
             raise _fail(self.label, "route: params", dict(event.params), params)
         self.chain = chain
         value = drive(chain(event))
-        expected = _expected_values()[self.endpoint]
+        from h3lab.bench.apps import PLAINTEXT
+
+        expected = {"/plaintext": PLAINTEXT, "/json": {"message": PLAINTEXT}}.get(
+            self.endpoint, {"id": "42"}
+        )
         if value != expected:
             raise _fail(self.label, "chain: the handler's value", value, expected)
         self.value = value
@@ -331,32 +335,23 @@ class _Request:
 
     # -- the timed loops ----------------------------------------------------------
 
-    def _parse_loop(self, loops: int) -> int:
-        feed = self.parse_protocol.data_received
+    def _feed_loop(self, protocol: HttpProtocol) -> Callable[[int], int]:
+        """``parse`` and ``whole``: the batch fed to ``protocol`` (ns per request)."""
+        feed = protocol.data_received
         batch = self.batch
-        for _ in range(loops):
-            feed(batch)
-        return loops * BATCH
 
-    def _whole_loop(self, loops: int) -> int:
-        feed = self.whole_protocol.data_received
-        batch = self.batch
-        for _ in range(loops):
-            feed(batch)
-        return loops * BATCH
+        def run(loops: int) -> int:
+            for _ in range(loops):
+                feed(batch)
+            return loops * BATCH
+
+        return run
 
     def _head_loop(self, loops: int) -> int:
         from h3lab.server.head import fill_target
 
-        scan = self.head.scan
-        head = self.head
-        llhttp, headers, url, chunk, event = (
-            self.llhttp,
-            self.headers,
-            self.url,
-            self.batch,
-            self.event,
-        )
+        head, scan, event = self.head, self.head.scan, self.event
+        llhttp, headers, url, chunk = self.llhttp, self.headers, self.url, self.batch
         for _ in range(loops):
             scan(llhttp, headers, url, chunk)
             fill_target(event, head.target)
@@ -413,9 +408,48 @@ class _Request:
                 start_request_task(loop, _returns_at_once())
         return loops
 
+    def _sequence_loop(self, loops: int) -> int:
+        """The seven stages after ``parse``, back to back per request: the same
+        calls as their own loops, with none of the server's code between them."""
+        from h3lab.server.head import fill_target
+        from h3lab.server.tasks import start_request_task
+
+        head, scan, event = self.head, self.head.scan, self.event
+        llhttp, headers, url, chunk = self.llhttp, self.headers, self.url, self.batch
+        acquire, release = self.app.pool.acquire, self.app.pool.release
+        conn = self.whole_protocol
+        peer = conn.peer
+        resolve, encode = self.app.resolve, self.encode
+        respond = self.write_protocol._respond_fast
+        sync, loop = self.sync, self.loop
+        for _ in range(loops):
+            scan(llhttp, headers, url, chunk)
+            fill_target(event, head.target)
+            fresh = acquire()
+            fresh.conn = conn
+            fresh.remote = peer
+            fresh.method = head.method
+            fresh.http_version = head.version
+            fresh._body = b""
+            fresh._raw_headers = headers
+            fresh.keep_alive = True
+            release(fresh)
+            chain, _ = resolve(event)
+            value = chain(event) if sync else drive(chain(event))
+            respond(event, encode(value), True)
+            if sync:
+                copy_context().run(_nothing, event, chain)
+            else:
+                start_request_task(loop, _returns_at_once())
+        return loops
+
     def cases(self) -> list[Case]:
+        served = self.write_protocol.requests_served
+        self._sequence_loop(1)
+        if self.write_protocol.requests_served != served + 1:
+            raise BenchmarkError(f"{self.label}: sequence: no response was written")
         loops = {
-            "parse": self._parse_loop,
+            "parse": self._feed_loop(self.parse_protocol),
             "head": self._head_loop,
             "event": self._event_loop,
             "route": self._route_loop,
@@ -423,7 +457,8 @@ class _Request:
             "encode": self._encode_loop,
             "write": self._write_loop,
             "task": self._task_loop,
-            WHOLE: self._whole_loop,
+            SEQUENCE: self._sequence_loop,
+            WHOLE: self._feed_loop(self.whole_protocol),
         }
         self.whole_transport.record = False
         memory = self.app.memory
@@ -505,34 +540,58 @@ def bench_stages(
 # -- the markdown breakdown ------------------------------------------------------------
 
 
+_SUM = "sum of stages"
+_BACK_TO_BACK = "of which: the stages back to back"
+_GLUE = "of which: server code between them"
+_TABLE_ROWS = (*STAGES, _SUM, WHOLE, UNATTRIBUTED, _BACK_TO_BACK, _GLUE)
+
+
+def _column(stages: dict[str, float]) -> dict[str, float]:
+    """One endpoint's cells (ns) by table row, from its stage medians."""
+    column = {s: stages[s] for s in STAGES if s in stages}
+    total = column[_SUM] = sum(column.values())
+    whole = stages.get(WHOLE)
+    if whole is None:
+        return column
+    column[WHOLE] = whole
+    column[UNATTRIBUTED] = whole - total
+    sequence = stages.get(SEQUENCE)
+    if sequence is not None and all(s in stages for s in STAGES):
+        column[_BACK_TO_BACK] = sequence - (total - stages["parse"])
+        column[_GLUE] = whole - stages["parse"] - sequence
+    return column
+
+
 def stage_table(rows: Sequence[dict[str, Any]]) -> str:
     """Markdown, one table per preset: a row per stage, a column per endpoint,
     each cell the median ns per request and its share of ``whole``.
 
     ``unattributed`` here is ``whole`` minus the sum of the stage medians, so
     each column adds up to ``whole`` (the stored per-round rows are the
-    median's inputs: their own median may differ slightly).
+    median's inputs: their own median may differ slightly). With the
+    ``sequence`` rows it is split in two: what the seven stages after
+    ``parse`` cost more run back to back than each alone (``sequence`` minus
+    their sum: caches and branch predictors shared between stages), and the
+    server's own code between the stages (``whole - parse - sequence``).
     """
-    medians: dict[str, dict[str, dict[str, float]]] = {}
-    rounds: dict[str, int] = {}
     groups: dict[tuple[str, str, str], list[float]] = {}
     for row in rows:
-        if row.get("target") != "stages" or row.get("metric") != "ns_per_op":
-            continue
         stage = row.get("stage")
-        if stage not in (*STAGES, WHOLE):
-            continue
-        groups.setdefault((row["strategy"], row["param"], stage), []).append(row["value"])
+        timed = row.get("target") == "stages" and row.get("metric") == "ns_per_op"
+        if timed and stage in (*STAGES, SEQUENCE, WHOLE):
+            groups.setdefault((row["strategy"], row["param"], stage), []).append(row["value"])
     if not groups:
         return "(no stage rows)"
+    medians: dict[str, dict[str, dict[str, float]]] = {}
+    rounds: dict[str, int] = {}
     for (preset, endpoint, stage), values in groups.items():
         medians.setdefault(preset, {}).setdefault(endpoint, {})[stage] = statistics.median(values)
         rounds[preset] = max(rounds.get(preset, 0), len(values))
     blocks = []
     for preset, by_endpoint in medians.items():
-        endpoints = [e for e in ENDPOINTS if e in by_endpoint] + sorted(
-            e for e in by_endpoint if e not in ENDPOINTS
-        )
+        endpoints = [e for e in ENDPOINTS if e in by_endpoint]
+        endpoints += sorted(e for e in by_endpoint if e not in ENDPOINTS)
+        columns = [_column(by_endpoint[e]) for e in endpoints]
         lines = [
             f"**{preset}**: ns per request, median of {rounds[preset]} interleaved rounds "
             "(share of whole)",
@@ -540,33 +599,29 @@ def stage_table(rows: Sequence[dict[str, Any]]) -> str:
             "| stage | " + " | ".join(f"`{e}`" for e in endpoints) + " |",
             "|---|" + "---:|" * len(endpoints),
         ]
-        cells: dict[str, list[str]] = {}
-        for endpoint in endpoints:
-            stages = by_endpoint[endpoint]
-            whole = stages.get(WHOLE)
-            have = [s for s in STAGES if s in stages]
-            total = sum(stages[s] for s in have)
-            column = [(s, stages[s]) for s in have] + [("sum of stages", total)]
-            if whole is not None:
-                column += [(WHOLE, whole), (UNATTRIBUTED, whole - total)]
-            for name, ns in column:
-                share = f" ({ns / whole:.0%})" if whole else ""
-                cells.setdefault(name, [""] * len(endpoints))[endpoints.index(endpoint)] = (
-                    f"{ns:,.0f}{share}"
-                )
-        for name, row_cells in cells.items():
-            shown = f"**{name}**" if name in ("sum of stages", WHOLE) else name
-            lines.append(f"| {shown} | " + " | ".join(row_cells) + " |")
+        for name in _TABLE_ROWS:
+            if not any(name in column for column in columns):
+                continue
+            cells = []
+            for column in columns:
+                ns, whole = column.get(name), column.get(WHOLE)
+                share = f" ({ns / whole:.0%})" if ns is not None and whole else ""
+                cells.append("" if ns is None else f"{ns:,.0f}{share}")
+            shown = f"**{name}**" if name in (_SUM, WHOLE) else name
+            lines.append(f"| {shown} | " + " | ".join(cells) + " |")
         blocks.append("\n".join(lines))
     blocks.append(
-        "unattributed = whole - sum of the stage medians: what no stage times, "
-        "negative when stages alone (hot caches) cost more than inside the whole path."
+        "unattributed = whole - sum of the stage medians (negative when the isolated costs "
+        "overstate the whole). Split: the stages after parse back to back in one loop minus "
+        "their sum (what they cost each other: caches, branch predictors); and whole - parse "
+        "- that sequence (the server's own code between the stages)."
     )
     return "\n\n".join(blocks)
 
 
 __all__ = [
     "ENDPOINTS",
+    "SEQUENCE",
     "STAGES",
     "UNATTRIBUTED_METRIC",
     "bench_stages",
