@@ -2,7 +2,7 @@
 
 ::
 
-    h3lab bench micro [--target router|cache|pool|middleware|dispatch|protocol|all] [--quick]
+    h3lab bench micro [--target router|cache|pool|middleware|dispatch|protocol|stages|all] [--quick]
     h3lab bench load --preset performance --workload zipf --connections 64 --duration 10
                      [--set k=v ...] [--config FILE] [--rate R] [--engine auto|aiohttp|wrk]
                      [--pipelining N] [--server-cpu 0 --load-cpu 1]
@@ -248,6 +248,10 @@ def cmd_micro(args: argparse.Namespace) -> int:
         bar.update(1)
     bar.close()
     print(format_micro(rows))
+    if any(row["target"] == "stages" for row in rows):
+        from h3lab.bench.micro import stage_table
+
+        print("\n" + stage_table(rows))
     if unstable:
         print(
             f"\n! {len(unstable)} of {len(micro_groups(rows))} results are unstable: their values "
@@ -266,6 +270,7 @@ PARAM_NAMES = {
     "middleware": "layers",
     "dispatch": "endpoint",
     "protocol": "requests",
+    "stages": "endpoint",
 }
 
 
@@ -278,6 +283,8 @@ def _param_label(row: dict[str, Any]) -> str:
         parts.append(f"pool={row['pool_size']}")
     if target == "middleware" and row.get("kind"):
         parts.append(str(row["kind"]))
+    if target == "stages" and row.get("stage"):
+        parts.append(str(row["stage"]))
     return ", ".join(parts)
 
 

@@ -15,11 +15,15 @@ Layout: the harness first, then one module per target, then their names.
 ``dispatch``    a full in-process dispatch per preset, without parsing
 ``protocol``    the server's protocol per preset, parsing included, and the
                 raw httptools floor
+``stages``      that per-request cost split by stage (parse, head, event,
+                route, chain, encode, write, task), each timed alone
 ``targets``     ``TARGETS`` (name -> bench), the quick grids and ``run_micro``
 
 Every target imports the harness and nothing imports a target but
-``targets``, so there is no import cycle (there was one between the flat
-``micro.py`` and ``wire.py``, which the ``protocol`` target replaces).
+``targets`` (and ``stages``, which reuses the ``protocol`` target's request
+batch and answer check; ``protocol`` imports no target), so there is no
+import cycle (there was one between the flat ``micro.py`` and ``wire.py``,
+which the ``protocol`` target replaces).
 Load measurement, which needs a server process and sockets, is
 ``h3lab.bench.load``.
 """
@@ -41,6 +45,7 @@ from h3lab.bench.micro.middleware import bench_middleware
 from h3lab.bench.micro.pool import bench_pool
 from h3lab.bench.micro.protocol import bench_protocol
 from h3lab.bench.micro.router import bench_router
+from h3lab.bench.micro.stages import bench_stages, stage_table
 from h3lab.bench.micro.targets import TARGETS, run_micro
 
 __all__ = [
@@ -55,8 +60,10 @@ __all__ = [
     "bench_pool",
     "bench_protocol",
     "bench_router",
+    "bench_stages",
     "calibrate",
     "run_cases",
     "run_micro",
+    "stage_table",
     "time_fn",
 ]

@@ -48,7 +48,7 @@ noisy machine are only comparable within one run (interleaved); compare runs
 with ``stats.ratio_ci``.
 
 The targets themselves (one module each: ``router``, ``cache``, ``pool``,
-``middleware``, ``dispatch``, ``protocol``) build their cases with the helpers
+``middleware``, ``dispatch``, ``protocol``, ``stages``) build their cases with the helpers
 at the end of this module and hand them to ``run_cases``; ``targets`` names
 them. The harness imports none of them.
 """

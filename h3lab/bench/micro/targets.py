@@ -15,6 +15,7 @@ from h3lab.bench.micro.middleware import bench_middleware
 from h3lab.bench.micro.pool import bench_pool
 from h3lab.bench.micro.protocol import bench_protocol
 from h3lab.bench.micro.router import bench_router
+from h3lab.bench.micro.stages import bench_stages
 
 TARGETS: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "router": bench_router,
@@ -23,6 +24,7 @@ TARGETS: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "middleware": bench_middleware,
     "dispatch": bench_dispatch,
     "protocol": bench_protocol,
+    "stages": bench_stages,
 }
 
 _QUICK_TIMING = {"repetitions": 3, "warmups": 1, "min_time": 0.002, "alloc_ops": 50}
@@ -33,13 +35,14 @@ _QUICK: dict[str, dict[str, Any]] = {
     "middleware": {"counts": (0, 1, 4)},
     "dispatch": {"n_ids": 16},
     "protocol": {"presets": ("baseline", "performance")},
+    "stages": {"presets": ("performance",)},
 }
 
 
 def run_micro(target: str, quick: bool = False, **kw: Any) -> list[dict[str, Any]]:
     """Run one target's bench by name (a key of ``TARGETS``).
 
-    ``quick=True`` shrinks grids and samples (all six together take a few
+    ``quick=True`` shrinks grids and samples (all seven together take a few
     seconds: smoke tests and CI, not measurements). Keyword arguments go to
     the bench (and the timing: ``repetitions``, ``warmups``, ``min_time``,
     ``track_alloc``, ``alloc_ops``) and override the quick defaults.
