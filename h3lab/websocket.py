@@ -61,6 +61,14 @@ CLOSED = "closed"
 # for reporting, never for a Close frame; 1016-2999 are unassigned).
 _SENDABLE = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
 
+# What a refused upgrade's 4xx/5xx says when the app gave no response of its
+# own; both transports answer with these (anything else: "Internal Server Error").
+REFUSAL_MESSAGES = {
+    403: "WebSocket connection refused",
+    404: "No WebSocket route for this path",
+    503: "Server shutting down",
+}
+
 WebSocketHandler = Callable[["WebSocket"], Awaitable[None]]
 
 
