@@ -9,8 +9,9 @@
             await ws.send(f"{ws.params['room']}: {message}")
 
 The same ``WebSocket`` runs on both transports: the built-in server's
-``h3lab.server.websocket`` (wsproto frames on the raw connection) and the
-ASGI adapter's ``h3lab.asgi_websocket`` (ASGI ``websocket.*`` messages).
+``h3lab.server.websocket`` (the upgrade; wsproto frames on the raw connection
+in ``h3lab.server.ws_protocol``) and the ASGI adapter's
+``h3lab.asgi_websocket`` (ASGI ``websocket.*`` messages).
 Each transport supplies a *channel* with five coroutines -- ``accept``,
 ``receive``, ``send``, ``close``, ``reject`` -- and this module keeps the
 state machine (connecting -> open -> closed) and the rules both share:
