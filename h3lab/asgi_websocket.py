@@ -34,13 +34,18 @@ import inspect
 from typing import TYPE_CHECKING, Any
 
 from h3lab.response import Response, json_bytes
-from h3lab.websocket import WebSocket, WebSocketDisconnect, admit, run_handler
+from h3lab.websocket import (
+    REFUSAL_MESSAGES,
+    WebSocket,
+    WebSocketDisconnect,
+    admit,
+    run_handler,
+)
 
 if TYPE_CHECKING:
     from h3lab.app import H3
 
 _HTTP_RESPONSE = "websocket.http.response"
-_REFUSALS = {403: "WebSocket connection refused", 404: "No WebSocket route for this path"}
 
 
 class ASGIChannel:
@@ -104,7 +109,7 @@ class ASGIChannel:
                 await self._send({"type": "websocket.close", "code": code})
                 return
             if response is None:
-                message = _REFUSALS.get(status, "Internal Server Error")
+                message = REFUSAL_MESSAGES.get(status, "Internal Server Error")
                 data = json_bytes({"status": status, "message": message, "data": None})
                 response = Response(data, status, None, "application/json")
             body: bytes = response.body  # type: ignore[assignment]  # a refusal is never streamed

@@ -9,8 +9,9 @@
             await ws.send(f"{ws.params['room']}: {message}")
 
 The same ``WebSocket`` runs on both transports: the built-in server's
-``h3lab.server.websocket`` (wsproto frames on the raw connection) and the
-ASGI adapter's ``h3lab.asgi_websocket`` (ASGI ``websocket.*`` messages).
+``h3lab.server.websocket`` (the upgrade; wsproto frames on the raw connection
+in ``h3lab.server.ws_protocol``) and the ASGI adapter's
+``h3lab.asgi_websocket`` (ASGI ``websocket.*`` messages).
 Each transport supplies a *channel* with five coroutines -- ``accept``,
 ``receive``, ``send``, ``close``, ``reject`` -- and this module keeps the
 state machine (connecting -> open -> closed) and the rules both share:
@@ -60,6 +61,14 @@ CLOSED = "closed"
 # Close codes an endpoint may send (RFC 6455 7.4: 1004-1006 and 1015 are reserved
 # for reporting, never for a Close frame; 1016-2999 are unassigned).
 _SENDABLE = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
+
+# What a refused upgrade's 4xx/5xx says when the app gave no response of its
+# own; both transports answer with these (anything else: "Internal Server Error").
+REFUSAL_MESSAGES = {
+    403: "WebSocket connection refused",
+    404: "No WebSocket route for this path",
+    503: "Server shutting down",
+}
 
 WebSocketHandler = Callable[["WebSocket"], Awaitable[None]]
 

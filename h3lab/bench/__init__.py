@@ -38,15 +38,9 @@ libcachesim are imported lazily, inside the functions that need them.
 
 from __future__ import annotations
 
+from h3lab.bench.route_tables import BenchRequest, RouteSpec, route_table
 from h3lab.bench.stats import bootstrap_ci, interleave, ratio_ci, stability_warnings, summarize
-from h3lab.bench.workloads import (
-    WORKLOADS,
-    BenchRequest,
-    RouteSpec,
-    Workload,
-    make_workload,
-    route_table,
-)
+from h3lab.bench.workloads import WORKLOADS, Workload, make_workload
 
 __all__ = [
     "WORKLOADS",

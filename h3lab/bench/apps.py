@@ -7,7 +7,7 @@
   ``{"message":"Hello, World!"}``, 50 filler routes
   ``/api/v1/resource<i>/:id`` and then ``GET /users/:id`` -> ``{"id": id}``
   (the adversarial workload's target);
-* the workload route table, ``h3lab.bench.workloads.default_table()``: every
+* the workload route table, ``h3lab.bench.route_tables.default_table()``: every
   route's handler returns what ``RouteSpec.request(k).expect_body`` predicts;
 * ``POST /echo``, returning the JSON request body (re-encoded compactly, so a
   compact JSON body comes back byte for byte).
@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from h3lab.app import H3
-from h3lab.bench.workloads import (
+from h3lab.bench.route_tables import (
     ECHO_PATH,
     JSON_TYPE,
     TEXT_TYPE,

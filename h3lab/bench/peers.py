@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 from h3lab.bench.load import LoadResult, run_closed_loop, verify
 from h3lab.bench.load.wrk import run_wrk, wrk_available
 from h3lab.bench.rounds import QUICK_ROUNDS, Arm, ArmRun, pinned, run_rounds
+from h3lab.bench.route_tables import BenchRequest
 from h3lab.bench.server import ServerProcess
-from h3lab.bench.workloads import BenchRequest
 
 if TYPE_CHECKING:
     from h3lab.studies.validity import ValidityRecorder

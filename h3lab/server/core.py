@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from h3lab.server.protocol import HttpProtocol
 from h3lab.server.state import Clock, ServerState, SystemClock
-from h3lab.server.websocket import WebSocketProtocol
+from h3lab.server.ws_protocol import WebSocketProtocol
 
 if TYPE_CHECKING:
     from h3lab.app import H3

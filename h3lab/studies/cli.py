@@ -173,7 +173,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _run_one(study: Any, params: dict[str, Any], args: argparse.Namespace, index: str = "") -> Any:
-    from h3lab.studies.runner import resolve_parameters, run_study
+    from h3lab.studies.parameters import resolve_parameters
+    from h3lab.studies.runner import run_study
 
     resolve_parameters(study, params)  # a bad -p fails as one line before anything starts
     quick = " (quick)" if args.quick else ""
@@ -294,7 +295,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_kernel(args: argparse.Namespace) -> int:
     from jupyter_client.kernelspec import KernelSpecManager
 
-    from h3lab.studies.runner import ensure_kernel
+    from h3lab.studies.kernel import ensure_kernel
 
     name = ensure_kernel()
     spec = KernelSpecManager().get_kernel_spec(name)

@@ -54,7 +54,7 @@ def get_requests(workload: str, count: int = 2000, **params: Any) -> list[Any]:
     from h3lab.bench.workloads import make_workload
 
     if workload.startswith("/"):
-        from h3lab.bench.workloads import BenchRequest
+        from h3lab.bench.route_tables import BenchRequest
 
         return [BenchRequest("GET", workload)]
     return list(make_workload(workload, **params).requests(count))

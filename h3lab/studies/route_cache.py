@@ -53,7 +53,8 @@ def plan(quick: bool = False, **given: Any) -> dict[str, Any]:
 
 def cache_workloads(p: Mapping[str, Any], seed: int = 0) -> list[tuple[str, Any, dict[str, Any]]]:
     """``(label, Workload, extra columns)`` for the hit-ratio grid (zipf once per skew)."""
-    from h3lab.bench.workloads import make_workload, route_table
+    from h3lab.bench.route_tables import route_table
+    from h3lab.bench.workloads import make_workload
 
     table = route_table(int(p["routes"]), seed=seed)
     out: list[tuple[str, Any, dict[str, Any]]] = []

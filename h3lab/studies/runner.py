@@ -30,25 +30,17 @@ stamped into ``meta.json["provenance"]`` (``h3lab.studies.provenance``). A
 notebook executed by hand has no ``study_run`` record: a *manual* run, which
 never displaces a study run.
 
-The kernel talks to the runner over local IPC sockets, not TCP
-(``ipc_kernel_manager``), and ``$H3LAB_RUN_DIR`` tells it its run folder.
-
 The kernel runs in the repository root (relative paths such as
-``data/traces/sample.csv`` resolve there) and with ``H3LAB_STUDY_RUN=1`` in its
-environment (charts are then shown as static images, so executed notebooks
-and their HTML need no JavaScript from a CDN).
-
-Kernel choice: the notebook must run on *this* interpreter (the project's
-venv). The native ``python3`` kernelspec does so (jupyter_client substitutes
-``sys.executable`` for a bare ``python``), unless a kernelspec named
-``python3`` with an absolute path to another interpreter shadows it; then a
-kernelspec ``h3lab`` for this interpreter is installed into ``sys.prefix``
-(the venv, not the user's home) and used.
+``data/traces/sample.csv`` resolve there), with ``$H3LAB_RUN_DIR`` telling it
+its run folder and ``H3LAB_STUDY_RUN=1`` in its environment (charts are then
+shown as static images, so executed notebooks and their HTML need no
+JavaScript from a CDN). Which kernelspec, and its IPC sockets, are
+``h3lab.studies.kernel``'s; the parameters cell is read and ``-p`` values are
+typed by ``h3lab.studies.parameters``.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import sys
@@ -59,12 +51,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from h3lab.studies.kernel import ensure_kernel, ipc_kernel_manager
+from h3lab.studies.parameters import (
+    RESERVED_PARAMETERS,
+    notebook_parameters,
+    resolve_parameters,
+)
 from h3lab.studies.registry import Study, repo_root
 from h3lab.studies.validity import RUN_DIR_ENV
 
 STUDY_RUN_ENV = "H3LAB_STUDY_RUN"
-KERNEL_NAME = "h3lab"
-RESERVED_PARAMETERS = ("run_id", "out_dir")
 DEFAULT_TIMEOUT_S = 1800
 """Per cell, for full runs (a load study's cell runs minutes at most)."""
 QUICK_TIMEOUT_S = 300
@@ -138,247 +134,12 @@ class RunResult:
     """The run's ``h3lab.studies.validity.Validity`` (what meta.json["validity"] holds)."""
 
 
-# -- kernel --------------------------------------------------------------------------
-
-
-def _runs_this_interpreter(argv0: str) -> bool:
-    # jupyter_client.manager.format_kernel_cmd swaps these for sys.executable.
-    native = {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])}
-    if argv0 in native:
-        return True
-    try:
-        return Path(argv0).resolve() == Path(sys.executable).resolve()
-    except OSError:
-        return False
-
-
-def ensure_kernel() -> str:
-    """The name of a kernelspec that runs ``sys.executable`` (installing one if needed)."""
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    manager = KernelSpecManager()
-    for name in ("python3", KERNEL_NAME):
-        try:
-            spec = manager.get_kernel_spec(name)
-        except NoSuchKernel:
-            continue
-        if spec.argv and _runs_this_interpreter(spec.argv[0]):
-            return name
-    # python3 points at another interpreter: install ours into this venv.
-    from ipykernel.kernelspec import install
-
-    install(kernel_name=KERNEL_NAME, display_name="Python (h3lab)", prefix=sys.prefix)
-    spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
-    if not spec.argv or not _runs_this_interpreter(spec.argv[0]):
-        raise RuntimeError(
-            f"kernelspec {KERNEL_NAME!r} resolves to {spec.resource_dir} ({spec.argv[:1]}), not to "
-            f"{sys.executable}; remove that kernelspec (jupyter kernelspec remove {KERNEL_NAME})"
-        )
-    return KERNEL_NAME
-
-
-# -- parameters ----------------------------------------------------------------------
-
-
-def notebook_parameters(path: str | Path) -> dict[str, dict[str, Any]]:
-    """``{name: {"default": text, "type": name, "help": text}}`` of the ``parameters`` cell."""
-    import tempfile
-
-    import nbformat
-    import papermill as pm
-
-    nb = nbformat.read(str(path), as_version=4)
-    if nb.metadata.get("kernelspec", {}).get("name"):
-        inspected = pm.inspect_notebook(str(path))
-    else:
-        # papermill needs a kernel name to pick the parameter parser; the runner
-        # passes one at execution, so a notebook without kernelspec is fine.
-        nb.metadata["kernelspec"] = {
-            "name": "python3",
-            "language": "python",
-            "display_name": "Python 3",
-        }
-        with tempfile.TemporaryDirectory() as tmp:
-            copy = Path(tmp) / Path(path).name
-            nbformat.write(nb, str(copy))
-            inspected = pm.inspect_notebook(str(copy))
-    return {
-        name: {
-            "default": info.get("default"),
-            "type": info.get("inferred_type_name"),
-            "help": info.get("help", ""),
-        }
-        for name, info in inspected.items()
-    }
-
-
-def coerce(raw: Any, default_text: str | None) -> Any:
-    """A ``-p key value`` text turned into the type of the parameter's default.
-
-    ``"20"`` -> 20 for an int default, ``"true"`` -> True for a bool, a Python or
-    JSON literal for lists/dicts/None defaults; non-text values pass unchanged.
-    """
-    if not isinstance(raw, str):
-        return raw
-    text = raw.strip()
-    try:
-        default = ast.literal_eval(default_text) if default_text is not None else None
-    except (ValueError, SyntaxError):
-        default = None  # an expression default: fall back to literal parsing below
-    if isinstance(default, bool):
-        low = text.lower()
-        if low in ("1", "true", "yes", "on"):
-            return True
-        if low in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"expected true/false, got {raw!r}")
-    if isinstance(default, str):
-        return text
-    for parse in (ast.literal_eval, json.loads):
-        try:
-            value = parse(text)
-        except (ValueError, SyntaxError, TypeError):
-            continue
-        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(default, int | float) and (
-            isinstance(value, bool) or not isinstance(value, int | float)
-        ):
-            raise ValueError(f"expected a number like the default {default!r}, got {raw!r}")
-        return value
-    if text.lower() in ("none", "null"):
-        return None
-    if isinstance(default, int | float):
-        raise ValueError(f"expected a number, got {raw!r}")
-    return text  # a bare word for a None/list default: a string
-
-
-_SCALARS: dict[str, tuple[type, ...]] = {
-    "int": (int,),
-    "float": (int, float),
-    "bool": (bool,),
-    "str": (str,),
-    "list": (list,),
-    "dict": (dict,),
-}
-
-
-def _split_type(type_name: str) -> tuple[str, bool]:
-    """``Optional[list[int]]`` -> (``list[int]``, True)."""
-    text = type_name.replace(" ", "")
-    optional = False
-    if text.startswith("Optional[") and text.endswith("]"):
-        text, optional = text[len("Optional[") : -1], True
-    return text, optional
-
-
-def check_type(value: Any, type_name: str | None) -> Any:
-    """``value`` checked against a parameter's declared type (``int``, ``float``,
-    ``bool``, ``str``, ``list``, ``list[int]``, ``dict``, ``Optional[...]``);
-    an undeclared or unknown type accepts anything. Returns the value (ints
-    widened to float for ``float``); raises ``ValueError`` naming the type."""
-    if not type_name or type_name == "None":
-        return value
-    base, optional = _split_type(type_name)
-    if value is None:
-        if optional:
-            return None
-        raise ValueError(f"expected {type_name}, got None")
-    inner = None
-    if base.startswith("list[") and base.endswith("]"):
-        base, inner = "list", base[len("list[") : -1]
-    allowed = _SCALARS.get(base)
-    if allowed is None:
-        return value  # a type this check does not know: papermill passes it through
-    if isinstance(value, bool) and base in ("int", "float"):
-        raise ValueError(f"expected {type_name}, got {value!r}")
-    if not isinstance(value, allowed):
-        raise ValueError(f"expected {type_name}, got {value!r}")
-    # The isinstance checks only restate what _SCALARS just allowed, for the type checker.
-    if base == "float" and isinstance(value, int | float):
-        return float(value)
-    if inner is not None and isinstance(value, list):
-        return [check_type(item, inner) for item in value]
-    return value
-
-
-def resolve_parameters(study: Study, given: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate ``given`` against the notebook's parameters cell and type the values.
-
-    A value is typed like the parameter's default, and checked against the
-    parameter's declared type when the cell declares one -- either as a
-    string annotation ``routes: "Optional[int]" = None  # help`` or as a type
-    comment ``routes = None  # type: Optional[int] help`` (papermill's syntax;
-    a bare ``int | None`` annotation is not understood by papermill). So
-    ``-p routes abc`` fails here, as one line, before any kernel starts.
-    """
-    known = notebook_parameters(study.path)
-    out: dict[str, Any] = {}
-    for key, raw in given.items():
-        if key in RESERVED_PARAMETERS:
-            raise ValueError(f"{key} is set by the runner, not by -p")
-        if key not in known:
-            names = ", ".join(n for n in known if n not in RESERVED_PARAMETERS)
-            raise ValueError(f"{study.slug} has no parameter {key!r}; its parameters: {names}")
-        try:
-            out[key] = check_type(coerce(raw, known[key]["default"]), known[key]["type"])
-        except ValueError as exc:
-            raise ValueError(f"parameter {key}: {exc}") from None
-    return out
-
-
 # -- execution ------------------------------------------------------------------------
 
 
 KERNEL_HASH_SEED = 0
 MACHINE_WATCH_EVERY_S = 5.0
 """The runner samples the machine (other processes' CPU, load average) this often."""
-
-
-def ipc_kernel_manager() -> type:
-    """A kernel manager on local IPC (Unix) sockets instead of TCP.
-
-    The kernel then listens on nothing reachable from the network, and
-    ipykernel has no reason to warn "Kernel is running over TCP without
-    encryption" at every study run (the warning is right for TCP: the fix is
-    not to use TCP, not to hide the message).
-
-    Each kernel's socket files get a name of their own in the temporary
-    directory. jupyter_client's default, ``kernel-ipc-1`` ... ``-5`` in the
-    working directory (the repository root for every study), is chosen by
-    looking for free names: two kernels started at once -- two study runs,
-    pytest-xdist workers -- took the same files and read each other's
-    messages ("Invalid Signature", "Kernel didn't respond").
-    """
-    import glob
-    import tempfile
-    import uuid
-
-    from jupyter_client import AsyncKernelManager
-    from traitlets import CaselessStrEnum, default
-
-    class IPCKernelManager(AsyncKernelManager):
-        transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
-
-        @default("ip")
-        def _ip_default(self) -> str:
-            if self.transport != "ipc":
-                return str(super()._ip_default())
-            name = f"h3lab-kernel-{uuid.uuid4().hex[:16]}-ipc"
-            return os.path.join(tempfile.gettempdir(), name)
-
-        async def _async_cleanup_resources(self, restart: bool = False) -> None:
-            await super()._async_cleanup_resources(restart=restart)
-            if not restart and self.transport == "ipc":
-                # the files of every port, even ones the manager no longer lists
-                for path in glob.glob(glob.escape(self.ip) + "-*"):
-                    with suppress(OSError):
-                        os.remove(path)
-
-        # The async manager's public name is the coroutine itself (as jupyter_client's).
-        cleanup_resources = _async_cleanup_resources
-
-    return IPCKernelManager
 
 
 class MachineWatch:

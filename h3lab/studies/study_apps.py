@@ -20,7 +20,7 @@ import os
 
 from h3lab.app import H3
 from h3lab.bench.apps import create_app as bench_app
-from h3lab.bench.workloads import BenchRequest
+from h3lab.bench.route_tables import BenchRequest
 from h3lab.config import Config
 from h3lab.event import H3Event
 

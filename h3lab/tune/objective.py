@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     import optuna
 
     from h3lab.bench.load import LoadResult
-    from h3lab.bench.workloads import BenchRequest
+    from h3lab.bench.route_tables import BenchRequest
     from h3lab.studies.stats import Direction
     from h3lab.tune.space import SearchSpace
 

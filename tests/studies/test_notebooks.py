@@ -16,7 +16,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from h3lab.studies import headline, registry, runner
+from h3lab.studies import headline, parameters, registry, runner
 
 STUDIES = registry.run_order(registry.discover())
 IDS = [s.slug for s in STUDIES]
@@ -53,7 +53,7 @@ def test_exactly_one_parameters_cell_with_the_contract(study: registry.Study) ->
     tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, f"{study.path.name}: {len(tagged)} cells tagged 'parameters'"
     assert tagged[0].cell_type == "code"
-    params = runner.notebook_parameters(study.path)
+    params = parameters.notebook_parameters(study.path)
     for name in ("quick", "run_id", "out_dir"):
         assert name in params, f"{study.path.name}: parameters cell lacks {name}"
     assert params["quick"]["default"] == "False"

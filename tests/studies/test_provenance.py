@@ -12,7 +12,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from h3lab.cli import main
-from h3lab.studies import provenance, registry, runner
+from h3lab.studies import parameters, provenance, registry, runner
 from tests.studies.conftest import make_run
 
 CHECKED_PARAMS = """quick = False  # tiny sizes
@@ -107,20 +107,20 @@ def test_a_badly_typed_parameter_fails_before_the_notebook_runs(
     assert err.strip().count("\n") == 0 and "routes" in err and "Optional[int]" in err
     assert not root.exists()
     study = registry.get("checked")
-    assert runner.resolve_parameters(study, {"routes": "12"}) == {"routes": 12}
-    assert runner.resolve_parameters(study, {"routes": "none"}) == {"routes": None}
+    assert parameters.resolve_parameters(study, {"routes": "12"}) == {"routes": 12}
+    assert parameters.resolve_parameters(study, {"routes": "none"}) == {"routes": None}
     with pytest.raises(ValueError, match="expected a number"):
-        runner.resolve_parameters(study, {"server_cpu": "[1]"})
+        parameters.resolve_parameters(study, {"server_cpu": "[1]"})
 
 
 def test_check_type() -> None:
-    assert runner.check_type([1, 2], "list[int]") == [1, 2]
-    assert runner.check_type(3, "float") == 3.0
+    assert parameters.check_type([1, 2], "list[int]") == [1, 2]
+    assert parameters.check_type(3, "float") == 3.0
     with pytest.raises(ValueError):
-        runner.check_type(["a"], "Optional[list[int]]")
+        parameters.check_type(["a"], "Optional[list[int]]")
     with pytest.raises(ValueError):
-        runner.check_type(True, "int")
-    assert runner.check_type("x", None) == "x"
+        parameters.check_type(True, "int")
+    assert parameters.check_type("x", None) == "x"
 
 
 def _manual(root: Path, study: str, run_id: str) -> Path:

@@ -12,7 +12,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from h3lab.cli import main
-from h3lab.studies import registry, runner
+from h3lab.studies import kernel, parameters, registry, runner
 
 from .conftest import TINY_BODY, tiny_notebook
 
@@ -40,26 +40,26 @@ pytestmark = pytest.mark.notebooks
     ],
 )
 def test_coerce_types_values_like_the_default(raw: object, default: str, expected: object) -> None:
-    value = runner.coerce(raw, default)
+    value = parameters.coerce(raw, default)
     assert value == expected and type(value) is type(expected)
 
 
 @pytest.mark.parametrize(("raw", "default"), [("maybe", "False"), ("many", "3")])
 def test_coerce_refuses_what_does_not_fit(raw: str, default: str) -> None:
     with pytest.raises(ValueError):
-        runner.coerce(raw, default)
+        parameters.coerce(raw, default)
 
 
 def test_resolve_parameters_validates_names(tiny_repo: Path) -> None:
     study = registry.get("tiny")
-    assert runner.resolve_parameters(study, {"value": "5", "fail": "yes"}) == {
+    assert parameters.resolve_parameters(study, {"value": "5", "fail": "yes"}) == {
         "value": 5,
         "fail": True,
     }
     with pytest.raises(ValueError, match=r"no parameter 'valeu'.*value"):
-        runner.resolve_parameters(study, {"valeu": "5"})
+        parameters.resolve_parameters(study, {"valeu": "5"})
     with pytest.raises(ValueError, match="set by the runner"):
-        runner.resolve_parameters(study, {"out_dir": "/tmp/x"})
+        parameters.resolve_parameters(study, {"out_dir": "/tmp/x"})
 
 
 def test_a_notebook_without_the_contract_is_refused(
@@ -86,11 +86,11 @@ def test_cli_bad_parameter_is_one_line_exit_2(
 def test_ensure_kernel_runs_this_interpreter() -> None:
     from jupyter_client.kernelspec import KernelSpecManager
 
-    name = runner.ensure_kernel()
+    name = kernel.ensure_kernel()
     spec = KernelSpecManager().get_kernel_spec(name)
-    assert runner._runs_this_interpreter(spec.argv[0])
-    assert runner._runs_this_interpreter(sys.executable)
-    assert not runner._runs_this_interpreter("/usr/bin/some-other-python")
+    assert kernel._runs_this_interpreter(spec.argv[0])
+    assert kernel._runs_this_interpreter(sys.executable)
+    assert not kernel._runs_this_interpreter("/usr/bin/some-other-python")
 
 
 def test_strip_remote_scripts() -> None:
@@ -205,7 +205,7 @@ def test_a_busy_machine_invalidates_a_measuring_run_but_not_a_summary(
 def test_each_kernel_gets_socket_files_of_its_own() -> None:
     # Not kernel-ipc-N in the working directory, picked by looking for free names:
     # two study runs (or pytest-xdist workers) starting kernels at once took the same.
-    manager = runner.ipc_kernel_manager()
+    manager = kernel.ipc_kernel_manager()
     first, second = manager(kernel_name="python3"), manager(kernel_name="python3")
     assert first.transport == second.transport == "ipc"
     assert first.ip != second.ip

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from h3lab.studies import validity as v
+from h3lab.studies.validity import recorder, sampling
 
 # CPU shares and machine quietness are measured here: alone, not beside the
 # parallel workers (make test runs the serial tests after them).
@@ -116,7 +117,7 @@ def test_current_recorder_captures_stability_warnings(tmp_path) -> None:
     rec = v.reset()
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        warnings.showwarning = v._showwarning  # catch_warnings restored the default
+        warnings.showwarning = recorder._showwarning  # catch_warnings restored the default
         warnings.warn("lru/64: unstable (cv=12.0%)", BenchmarkStabilityWarning, stacklevel=1)
     assert rec.result().warnings == ["lru/64: unstable (cv=12.0%)"]
     path = v.save(tmp_path, rec)
@@ -179,7 +180,7 @@ def test_machine_state_counts_a_child_started_during_the_interval_as_ours(
     # a wrk this tree forks after the tree was read, but before the process
     # list, is ours, not another tenant (the race that made quiet runs invalid).
     children: list[subprocess.Popen[bytes]] = []
-    read_tree = v._tree_pids
+    read_tree = sampling._tree_pids
 
     def read_then_spawn(pids: Any) -> set[int]:
         tree = read_tree(pids)
@@ -187,7 +188,7 @@ def test_machine_state_counts_a_child_started_during_the_interval_as_ours(
             children.append(subprocess.Popen([sys.executable, "-c", BUSY.format(s=2)]))
         return tree
 
-    monkeypatch.setattr(v, "_tree_pids", read_then_spawn)
+    monkeypatch.setattr(sampling, "_tree_pids", read_then_spawn)  # looked up there
     try:
         state = v.machine_state(interval=1.0)
     finally:

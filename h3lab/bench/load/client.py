@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from h3lab.bench.load.result import RunCounters
-    from h3lab.bench.workloads import BenchRequest
+    from h3lab.bench.route_tables import BenchRequest
 
 T = TypeVar("T")
 
@@ -45,7 +45,8 @@ def repeats_keys(workload: Any) -> bool:
 
 def resolve_requests(workload: Any, count: int) -> tuple[str, list[BenchRequest]]:
     """(name, requests) from a Workload, a workload name, a path, or BenchRequests."""
-    from h3lab.bench.workloads import BenchRequest, make_workload
+    from h3lab.bench.route_tables import BenchRequest
+    from h3lab.bench.workloads import make_workload
 
     if isinstance(workload, BenchRequest):
         return workload.path, [workload]

@@ -30,7 +30,7 @@ from h3lab.bench.load.client import (
 from h3lab.bench.load.result import LoadResult, RunCounters
 
 if TYPE_CHECKING:
-    from h3lab.bench.workloads import BenchRequest
+    from h3lab.bench.route_tables import BenchRequest
 
 
 async def open_loop(

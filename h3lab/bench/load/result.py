@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from h3lab.bench.histogram import LatencyRecorder, histogram_percentiles
 
 if TYPE_CHECKING:
-    from h3lab.bench.workloads import BenchRequest
+    from h3lab.bench.route_tables import BenchRequest
 
 ERROR_CLASSES = ("connect", "timeout", "reset", "read", "status_mismatch", "body_mismatch")
 

@@ -14,7 +14,7 @@ from h3lab.bench.load.client import classify, request_headers, run_async, split_
 from h3lab.bench.load.result import content_type_ok
 
 if TYPE_CHECKING:
-    from h3lab.bench.workloads import BenchRequest
+    from h3lab.bench.route_tables import BenchRequest
 
 
 class VerificationError(AssertionError):
