@@ -150,6 +150,8 @@ class _PathCounter:
         import threading
 
         self.counts: collections.Counter[str] = collections.Counter()
+        self.heads: collections.defaultdict[str, set[bytes]] = collections.defaultdict(set)
+        """Every distinct request head received, per path."""
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
         self._sock.listen(16)
@@ -181,7 +183,9 @@ class _PathCounter:
                 out = []
                 while b"\r\n\r\n" in buf:
                     head, buf = buf.split(b"\r\n\r\n", 1)
-                    self.counts[head.split(b" ", 2)[1].decode()] += 1
+                    path = head.split(b" ", 2)[1].decode()
+                    self.counts[path] += 1
+                    self.heads[path].add(head)
                     out.append(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                 try:
                     conn.sendall(b"".join(out))
@@ -216,3 +220,26 @@ def test_pipelined_paths_are_sent_equally_often(paths: list[str], depth: int) ->
 def test_lua_script_builds_lcm_batches() -> None:
     script = lua_script(["/a", "/b", "/c"], pipelining=2)
     assert "gcd(#list, depth)" in script and "math.ceil" not in script
+
+
+@needs_wrk
+@pytest.mark.timeout(60)
+def test_every_path_is_sent_as_wrks_own_request() -> None:
+    # The Lua script must not change what a server receives: a path of the
+    # round-robin is the same bytes as wrk's built-in request for that URL
+    # (its static, script-less mode), and two endpoints differ only in the path.
+    import subprocess
+
+    server = _PathCounter()
+    try:
+        url = f"http://127.0.0.1:{server.port}"
+        subprocess.run(["wrk", "-t1", "-c1", "-d1s", url + "/static"],
+                       capture_output=True, check=True, timeout=20)  # fmt: skip
+        run_wrk(url + "/", connections=1, duration=1, paths=["/static", "/users/1"])
+    finally:
+        server.close()
+    assert server.counts["/static"] > server.counts["/users/1"] > 50  # both runs, both paths
+    # one head for /static across both runs: the Lua request is wrk's own, byte for byte
+    (static_head,) = server.heads["/static"]
+    assert static_head.startswith(b"GET /static HTTP/1.1\r\nHost: 127.0.0.1:")
+    assert server.heads["/users/1"] == {static_head.replace(b"/static", b"/users/1")}

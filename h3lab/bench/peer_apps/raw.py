@@ -1,8 +1,9 @@
 """The ceiling: a bare httptools protocol on uvloop answering fixed responses.
 
-No framework, no routing table, no request object: the URL is split once and
-the three benchmark paths are answered from pre-encoded bytes (everything
-else is a 404), with keep-alive, pipelining (responses written in order, in
+No framework, no routing table, no request object: the URL is split once,
+/plaintext and /json are answered from pre-encoded bytes, /users/<id> with
+``user_body`` encoded per request (as every peer does; no per-id cache), and
+everything else is a 404; with keep-alive, pipelining (responses written in order, in
 the parser callback) and cached ``Date``/``Server`` headers so it passes the
 same verification as every other server.
 
