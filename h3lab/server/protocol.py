@@ -116,8 +116,7 @@ class HttpProtocol(Reading, Cycle, Writer, Ending, asyncio.Protocol):
         self.server = server
         self.app = server.app
         self.pool = pool = server.app.pool
-        # PERF: the pool's methods bound once per connection, not per request.
-        self._acquire = pool.acquire
+        self._acquire = pool.acquire  # PERF: bound once per connection, not per request
         self._release = pool.release
         self.limits = limits = server.limits
         self.loop = server.loop
@@ -262,8 +261,7 @@ class HttpProtocol(Reading, Cycle, Writer, Ending, asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.state = BODY
         self.since = self.server.now
-        head = self.head
-        # _hdr_total is still -1 when no read ended inside this head (reading.py).
+        head = self.head  # whole: no read ended inside this head (_hdr_total, reading.py)
         head.scan(self._llhttp, self._headers, self._url, self._chunk, self._hdr_total == -1)
         if head.flags & _ASKS:
             self._head_asks(head.flags)
