@@ -103,15 +103,21 @@ class OrjsonJson:
                 "use response.json='stdlib'"
             )
         self.fallbacks = 0
-        options = (
-            orjson.OPT_NON_STR_KEYS
-            | orjson.OPT_PASSTHROUGH_DATETIME
-            | orjson.OPT_PASSTHROUGH_DATACLASS
-        )
+        str_keys = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+        options = str_keys | orjson.OPT_NON_STR_KEYS
         dumps = orjson.dumps
         encode_error = orjson.JSONEncodeError
 
         def encode(value: Any) -> bytes:
+            try:
+                # PERF: first without OPT_NON_STR_KEYS, which costs ~0.15 us
+                # per call even when every key is a str (it gives the same
+                # bytes then). A non-str key makes orjson refuse the value,
+                # and it is encoded again with the option (a ``to_json`` met
+                # before that key is then called twice).
+                return dumps(value, _orjson_default, str_keys)
+            except encode_error:
+                pass
             try:
                 return dumps(value, _orjson_default, options)
             except encode_error:

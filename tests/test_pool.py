@@ -122,7 +122,7 @@ def test_bounded_pool_reuses_and_counts() -> None:
     for _ in range(10):
         pool.release(pool.acquire())
     stats = pool.stats()
-    assert stats["reused"] == 12 and stats["created"] == 3
+    assert stats["reused"] == 12 and stats["created"] == 3 and stats["acquired"] == 13
     assert stats["reuse_ratio"] == pytest.approx(12 / 13)
     assert stats["high_water"] == 3 and stats["in_use"] == 0
 

@@ -12,21 +12,43 @@ from typing import Any
 
 import httptools
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from h3lab import H3, Config
 from h3lab.event import H3Event
 from h3lab.server.framing import Refusal
-from h3lab.server.head import F_CLOSE, F_CONTINUE, F_STAR, F_TRAILERS, Head, fill_target
+from h3lab.server.head import (
+    F_CLOSE,
+    F_CONTINUE,
+    F_STAR,
+    F_TRAILERS,
+    Head,
+    fill_target,
+    split_target,
+)
 
 
 class Scanner:
     """Collects what llhttp reports for one head, then scans it."""
 
-    def __init__(self, config: Config | None = None) -> None:
+    def __init__(self, config: Config | None = None, whole: bool = False) -> None:
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.parser = httptools.HttpRequestParser(self)
         self.head = Head((config or Config()).limits, H3())
+        # As the connection scans a head read whole: with the read, unmeasured
+        # fields when it is small, and the last fields remembered.
+        self.whole = whole
+        self.read: bytes | None = None
+
+    def feed(self, raw: bytes) -> None:
+        self.read = raw
+        self.parser.feed_data(raw)
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -35,12 +57,12 @@ class Scanner:
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        self.head.scan(self.parser, self.headers, self.url, None)
+        self.head.scan(self.parser, self.headers, self.url, self.read, self.whole)
 
 
-def scan(raw: bytes) -> Head:
-    scanner = Scanner()
-    scanner.parser.feed_data(raw)
+def scan(raw: bytes, whole: bool = False) -> Head:
+    scanner = Scanner(whole=whole)
+    scanner.feed(raw)
     return scanner.head
 
 
@@ -61,9 +83,10 @@ def scan(raw: bytes) -> Head:
         (b"GET / HTTP/1.1\r\nHost: a\r\n" + b"X: v\r\n" * 200 + b"\r\n", 431),
     ],
 )
-def test_each_refusal_carries_its_status(raw: bytes, status: int) -> None:
+@pytest.mark.parametrize("whole", [False, True], ids=["measured", "read-whole"])
+def test_each_refusal_carries_its_status(raw: bytes, status: int, whole: bool) -> None:
     with pytest.raises(httptools.HttpParserCallbackError) as failure:
-        scan(raw)
+        scan(raw, whole)
     refusal = failure.value.__context__
     assert isinstance(refusal, Refusal) and refusal.status == status, refusal
 
@@ -120,3 +143,84 @@ def test_fill_target(target: bytes, expected: tuple[str, str, str]) -> None:
     event: Any = H3Event(H3())
     fill_target(event, target)
     assert (event.raw_path, event.path, event.query_string) == expected
+
+
+def _refused(scanner: Scanner, raw: bytes) -> int:
+    with pytest.raises(httptools.HttpParserCallbackError) as failure:
+        scanner.feed(raw)
+    refusal = failure.value.__context__
+    assert isinstance(refusal, Refusal), refusal
+    scanner.parser = httptools.HttpRequestParser(
+        scanner
+    )  # llhttp stops at an error; the Head stays
+    return refusal.status
+
+
+@pytest.mark.parametrize(
+    ("limits", "field", "status"),
+    [
+        # A field over the line limit, or fields over the section limit, in
+        # one small read: the read is larger than the limit, so it is measured.
+        # (A field counts name + value + 4; Host: a counts 9.)
+        ({"limits.max_header_line": 64}, b"X: " + b"v" * 60, 431),  # 65
+        ({"limits.max_headers_size": 64}, b"X: v\r\nY: " + b"v" * 50, 431),  # 9 + 6 + 55
+        ({"limits.max_header_line": 64}, b"X: " + b"v" * 59, None),  # 64: within
+    ],
+)
+def test_a_head_read_whole_is_measured_unless_its_read_is_within_the_limits(
+    limits: dict[str, int], field: bytes, status: int | None
+) -> None:
+    config = Config().replace(**limits)
+    raw = b"GET / HTTP/1.1\r\nHost: a\r\n" + field + b"\r\n\r\n"
+    for whole in (False, True):
+        scanner = Scanner(config, whole=whole)
+        if status is None:
+            scanner.feed(raw)
+            assert scanner.head.target == b"/"
+        else:
+            assert _refused(scanner, raw) == status
+
+
+def test_a_repeated_head_reuses_its_fields_and_a_changed_one_is_scanned_again() -> None:
+    scanner = Scanner(whole=True)
+    good = b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"
+    scanner.feed(good)
+    assert scanner.head.fields == [(b"Host", b"a"), (b"Content-Length", b"0")]
+    scanner.feed(good)  # the same fields: their facts are reused
+    assert (scanner.head.method, scanner.head.target, scanner.head.flags) == ("POST", b"/a", 0)
+    # Different fields are scanned, and refused as ever. What the pass finds is
+    # remembered, not the verdicts that follow it: the same head is refused again.
+    twice = b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"
+    assert _refused(scanner, twice) == 400
+    assert scanner.head.fields == [(b"Host", b"a"), (b"Host", b"b")]
+    assert _refused(scanner, twice) == 400
+    scanner = Scanner(whole=True)
+    scanner.feed(good)
+    big = b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999\r\n\r\n"
+    assert _refused(scanner, big) == 413  # the length is read from the new fields
+    upgrade = b"GET /u HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n"
+    scanner = Scanner(whole=True)
+    for _ in range(2):  # the second time from the remembered facts: the same flags
+        with contextlib.suppress(httptools.HttpParserUpgrade):
+            scanner.feed(upgrade)
+        assert scanner.head.flags == F_CLOSE and scanner.head.fields is not None
+        scanner.parser = httptools.HttpRequestParser(scanner)  # llhttp stops after an upgrade
+
+
+def test_a_head_split_over_reads_is_not_remembered() -> None:
+    scanner = Scanner(whole=False)  # a read ended inside it: whole is False
+    scanner.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert scanner.head.fields is None
+
+
+_TARGET_BYTES = st.sampled_from([b"/", b"a", b"%", b"2", b"F", b"?", b"#", b"=", b".", b"\xc3\xa9"])
+
+
+@given(st.lists(_TARGET_BYTES, max_size=12).map(lambda parts: b"/" + b"".join(parts)))
+def test_fill_target_fast_path_agrees_with_the_general_split(target: bytes) -> None:
+    fast: Any = H3Event(H3())
+    general: Any = H3Event(H3())
+    fill_target(fast, target)
+    split_target(general, target)
+    fields = ("raw_path", "route_path", "path", "query_string")
+    assert [getattr(fast, f) for f in fields] == [getattr(general, f) for f in fields]

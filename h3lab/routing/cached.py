@@ -11,8 +11,10 @@ Caching rules (``hybrid`` is this wrapper around a trie, see
   immutable, so a key can never alias a reused request buffer (the h3z bug),
   but a ``str`` subclass is copied to a plain ``str`` and anything else
   (``bytes``, ``memoryview``...) is refused by the cache.
-* The value is ``(route, tuple(params.items()))``: immutable, so no caller can
-  corrupt it, and every hit hands out a fresh ``dict``.
+* The value is ``(route, params)``, where ``params`` is the cache's own copy,
+  never handed out: every hit hands out a fresh copy of it (``dict.copy``,
+  ~0.3 us less on 3.11 than building a dict from stored items), so no caller
+  can corrupt the cached answer.
 * Misses (404s) are never cached. Unique junk paths can still evict good
   entries (that is the policy's business), but never as cached negatives.
 * ``add`` and ``remove`` clear the cache: a route coming or going can change
@@ -89,12 +91,12 @@ class CachedRouter:
         key = (method, path)
         hit = self._cache_get(key)
         if hit is not None:
-            return hit[0], dict(hit[1])
+            return hit[0], hit[1].copy()
         found = self._match_uncached(method, path)
         if found is not None:
             if type(method) is not str or type(path) is not str:
                 key = (owned_str(method), owned_str(path))
-            self.cache.put(key, (found[0], tuple(found[1].items())))
+            self.cache.put(key, (found[0], dict(found[1])))  # the caller owns found[1]
         return found
 
     # Already the whole lookup: nothing in front of it to skip.

@@ -31,6 +31,8 @@ class Connection(Protocol):
     server: ServerState
     app: H3
     pool: Any
+    _acquire: Any  # pool.acquire and pool.release, bound once per connection
+    _release: Any
     limits: LimitsConfig
     loop: asyncio.AbstractEventLoop
     max_requests: int

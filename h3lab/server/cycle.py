@@ -133,7 +133,7 @@ class Cycle:
     def _answer_star(self: Connection, event: H3Event) -> None:
         """``OPTIONS *``: answered by the server itself, no handler, no task."""
         self._respond(event, Response(None, 200, [("allow", ALLOW_ALL)]), event.keep_alive)
-        self.pool.release(event)
+        self._release(event)
 
     def _request_done(self: Connection, task: asyncio.Task[Any]) -> None:
         """A request task that suspended has ended (runs outside any task)."""
@@ -144,7 +144,7 @@ class Cycle:
             # Cancelled before its first step (the client left at once): the
             # task's own cleanup never ran, so the event is released here.
             self._task_pending = None
-            self.pool.release(event)
+            self._release(event)
         if self.running is None:
             self._next_in_queue()
 
@@ -166,7 +166,7 @@ class Cycle:
                 response = app.error_response(event, exc)
             else:
                 if self._respond_fast(event, result, keep_alive):  # never an awaitable
-                    self.pool.release(event)
+                    self._release(event)
                     return
                 if inspect.isawaitable(result):
                     self._start_task(event, self._serve(event, _Given(result)))
@@ -180,7 +180,7 @@ class Cycle:
             # A bug of ours while answering: never a hang, never a leak.
             logger.exception("failed to answer %s %s", event.method, event.path)
             self.close()
-        self.pool.release(event)
+        self._release(event)
 
     async def _serve(self: Connection, event: H3Event, chain: Any) -> None:
         """One request, in its own task: chain, response, finish, release."""
@@ -216,7 +216,7 @@ class Cycle:
             logger.exception("failed to answer %s %s", event.method, event.path)
             self.close()
         finally:
-            self.pool.release(event)
+            self._release(event)
 
     async def _serve_stream(
         self: Connection, event: H3Event, response: Response, keep_alive: bool
@@ -231,7 +231,7 @@ class Cycle:
             logger.exception("failed to answer %s %s", event.method, event.path)
             self.close()
         finally:
-            self.pool.release(event)
+            self._release(event)
 
     def _next_in_queue(self: Connection) -> None:
         """The request in flight is answered: serve the queued ones, then read again."""

@@ -70,6 +70,7 @@ _ASKS = F_TRAILERS | F_CONTINUE
 class HttpProtocol(Reading, Cycle, Writer, Ending, asyncio.Protocol):
     __slots__ = (
         "_access_starts",
+        "_acquire",
         "_body",
         "_body_buf",
         "_body_size",
@@ -83,6 +84,7 @@ class HttpProtocol(Reading, Cycle, Writer, Ending, asyncio.Protocol):
         "_headers",
         "_llhttp",
         "_pending_error",
+        "_release",
         "_req_headers",
         "_send_mark",
         "_send_since",
@@ -113,7 +115,9 @@ class HttpProtocol(Reading, Cycle, Writer, Ending, asyncio.Protocol):
         # Per-server state.
         self.server = server
         self.app = server.app
-        self.pool = server.app.pool
+        self.pool = pool = server.app.pool
+        self._acquire = pool.acquire  # PERF: bound once per connection, not per request
+        self._release = pool.release
         self.limits = limits = server.limits
         self.loop = server.loop
         self.max_requests = limits.max_requests_per_connection
@@ -257,8 +261,8 @@ class HttpProtocol(Reading, Cycle, Writer, Ending, asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self.state = BODY
         self.since = self.server.now
-        head = self.head
-        head.scan(self._llhttp, self._headers, self._url, self._chunk)
+        head = self.head  # whole: no read ended inside this head (_hdr_total, reading.py)
+        head.scan(self._llhttp, self._headers, self._url, self._chunk, self._hdr_total == -1)
         if head.flags & _ASKS:
             self._head_asks(head.flags)
 
@@ -295,7 +299,7 @@ class HttpProtocol(Reading, Cycle, Writer, Ending, asyncio.Protocol):
         buf += body
 
     def on_message_complete(self) -> None:
-        event = self.pool.acquire()
+        event = self._acquire()
         event.conn = self
         event.remote = self.peer
         head = self.head
@@ -374,7 +378,7 @@ class HttpProtocol(Reading, Cycle, Writer, Ending, asyncio.Protocol):
         outcome = upgrade(self, event)
         if outcome is None:
             return False  # not a WebSocket route: plain HTTP
-        self.pool.release(event)
+        self._release(event)
         self.state = ACTIVE
         self.keep_alive_next = False
         if type(outcome) is bytes:

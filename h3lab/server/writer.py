@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("h3lab.server")
 
+# b"0\r\n", b"1\r\n", ...: the end of a fast response's Content-Length line.
+_LENGTH_TABLE = 4096
+_LENGTH_LINES = tuple(b"%d\r\n" % size for size in range(_LENGTH_TABLE))
+
 
 class Writer:
     """The ``HttpProtocol`` methods that write responses."""
@@ -70,10 +74,12 @@ class Writer:
             tail = server.date_bytes + http11.CONNECTION_KEEP_ALIVE + b"\r\n"
         else:
             tail = server.date_bytes + http11.CONNECTION_CLOSE + b"\r\n"
-        transport.write(
-            b"".join((prefix, b"%d\r\n" % len(body), tail, b"" if event.method == "HEAD" else body))
-        )
-        self._finish(event, keep_alive, 200, len(body))
+        size = len(body)
+        # PERF: the Content-Length value and its CRLF from a table (formatting
+        # bytes costs ~0.35 us on 3.11); larger bodies are formatted.
+        length = _LENGTH_LINES[size] if size < _LENGTH_TABLE else b"%d\r\n" % size
+        transport.write(b"".join((prefix, length, tail, b"" if event.method == "HEAD" else body)))
+        self._finish(event, keep_alive, 200, size)
         return True
 
     def _respond(self: Connection, event: H3Event, response: Response, keep_alive: bool) -> None:
