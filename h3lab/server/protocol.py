@@ -144,7 +144,7 @@ class HttpProtocol(Reading, Cycle, Writer, Ending, asyncio.Protocol):
         self._eof_seen = False
         # The event of a request task created but not started yet (_dispatch).
         self._task_pending: H3Event | None = None
-        self._upgrade: Any = None  # the WebSocketProtocol taking over (h3lab.server.websocket)
+        self._upgrade: Any = None  # the WebSocketProtocol taking over (h3lab.server.ws_protocol)
         self._send_mark = -1
         self._send_since = 0.0
         # Per-request parse state.
