@@ -25,6 +25,7 @@ meaningful.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from h3lab.config import Config
@@ -424,6 +425,20 @@ def _num(x: float | None, unit: str) -> str:
     return f"{fmt_num(x)} {unit}"
 
 
+def trial_commits(trials: Sequence[Any]) -> dict[str, int]:
+    """How many trials each version of the code measured (its commit, 10 characters)."""
+    out: dict[str, int] = {}
+    for t in trials:
+        commit = t.user_attrs.get("commit")
+        label = (
+            f"commit {commit[:10]}{' dirty' if commit.endswith('-dirty') else ''}"
+            if commit
+            else "an unrecorded commit"
+        )
+        out[label] = out.get(label, 0) + 1
+    return out
+
+
 def conclude(
     result: TuneResult, importance: pd.DataFrame, ped: dict[str, float], machine: str = ""
 ) -> str:
@@ -447,6 +462,14 @@ def conclude(
         f"{counts['fail']} failed -- a failed trial keeps its reason and never counts as zero), "
         f"{s.warmup:g} s warm-up + {s.duration:g} s measured each."
     ]
+    origins = trial_commits(result.study.trials)
+    if len(origins) > 1:
+        lines.append(
+            "The search's trials come from more than one version of the code ("
+            + ", ".join(f"{n} at {commit}" for commit, n in origins.items())
+            + "): a resumed study keeps its earlier trials, so their single short runs rank "
+            "the candidates only; the re-measurement below is all from this run's code."
+        )
     d = result.decision
     if d is None and not result.completed:
         lines.append(

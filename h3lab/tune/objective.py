@@ -482,6 +482,16 @@ def _find_duplicate(study: optuna.Study, key: str, number: int) -> optuna.trial.
     return None
 
 
+@functools.cache
+def _code_commit() -> str | None:
+    """The commit of the h3lab that measures (None outside a git checkout), once per process."""
+    from h3lab.bench.machine import git_info
+
+    info = git_info()
+    commit = info["commit"]
+    return None if commit is None else commit + ("-dirty" if info["dirty"] else "")
+
+
 def run_trial(
     study: optuna.Study,
     space: SearchSpace,
@@ -498,6 +508,8 @@ def run_trial(
 
     measure_fn = measure_fn or measure
     trial = study.ask()
+    # A resumed study keeps trials measured by older code: each says which.
+    trial.set_user_attr("commit", _code_commit())
     try:
         config = space.sample(trial)
         key = config_key(config)

@@ -74,3 +74,33 @@ def test_plan_quick_and_overrides() -> None:
     p = analysis.plan(True, trace="x.csv")
     settings = analysis.settings_from_plan({**p, "trace": None})
     assert analysis.study_name_from_plan(p, settings, quick=True) == "zipf-throughput-quick"
+
+
+def test_every_trial_names_the_code_that_measured_it(result: object) -> None:
+    from h3lab.bench.machine import git_info
+
+    commit = git_info()["commit"]
+    attrs = {t.user_attrs.get("commit") for t in result.study.trials}
+    if commit is None:
+        assert attrs == {None}
+    else:
+        (only,) = attrs
+        assert only is not None and only.startswith(commit)
+    # one version of the code: nothing to say
+    trials = analysis.trials_frame(result.study, result.space)
+    importance = analysis.knob_importance(trials, result.space, "maximize")
+    text = analysis.conclude(result, importance, {}, "2 CPUs")
+    assert "more than one version of the code" not in text
+
+
+def test_a_resumed_study_says_its_trials_come_from_several_commits() -> None:
+    from types import SimpleNamespace
+
+    trials = [SimpleNamespace(user_attrs={"commit": "a" * 40}) for _ in range(3)]
+    trials += [SimpleNamespace(user_attrs={"commit": "b" * 40 + "-dirty"})]
+    trials += [SimpleNamespace(user_attrs={}) for _ in range(2)]
+    assert analysis.trial_commits(trials) == {
+        "commit aaaaaaaaaa": 3,
+        "commit bbbbbbbbbb dirty": 1,
+        "an unrecorded commit": 2,
+    }
