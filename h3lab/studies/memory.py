@@ -23,6 +23,7 @@ from h3lab.studies.common import (
     Rows,
     compare_arms,
     fmt_num,
+    fmt_pct,
     log,
     make_plan,
     metric,
@@ -193,10 +194,6 @@ def table(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _pct(x: float) -> str:
-    return "n/a" if math.isnan(x) else f"{x:.1%}"
-
-
 def comparison(frame: pd.DataFrame, base: str) -> pd.DataFrame:
     return compare_arms(frame, "throughput_rps", base)
 
@@ -234,7 +231,7 @@ def conclude(summary: pd.DataFrame, compared: pd.DataFrame, base: str) -> str:
             "C heap fragmentation (free bytes trapped below live chunks, share of the heap; "
             "before -> after the body phase): "
             + "; ".join(
-                f"{r.strategy} {_pct(r.fragmentation_before)} -> {_pct(r.fragmentation_after)}"
+                f"{r.strategy} {fmt_pct(r.fragmentation_before)} -> {fmt_pct(r.fragmentation_after)}"
                 f" of {fmt_num(r.heap_after_mb)} MiB"
                 for r in summary.itertuples()
             )

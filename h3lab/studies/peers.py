@@ -13,7 +13,16 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from h3lab.studies import loadrun
-from h3lab.studies.common import Progress, Rows, compare_pairs, fmt_num, log, make_plan, metric
+from h3lab.studies.common import (
+    Progress,
+    Rows,
+    compare_pairs,
+    fmt_num,
+    fmt_pct,
+    log,
+    make_plan,
+    metric,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -150,7 +159,7 @@ def versus_fastest(t: pd.DataFrame, reference: str = "performance") -> str:
         r0, best = mine.iloc[0], peers_.sort_values("rps", ascending=False).iloc[0]
         raw = g[g["server"] == CEILING]
         raw_text = f"{fmt_num(raw.iloc[0].rps)} req/s" if not raw.empty else "n/a"
-        share = "n/a" if math.isnan(r0.of_ceiling) else f"{r0.of_ceiling:.0%}"
+        share = fmt_pct(r0.of_ceiling, digits=0)
         lines.append(f"| {endpoint} | {fmt_num(r0.rps)} req/s | {best.server}, "
                      f"{fmt_num(best.rps)} req/s | {best.text} | {raw_text} | {share} |")  # fmt: skip
     return "\n".join(lines) if len(lines) > 2 else ""
