@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 
 STUDY = "peers"
 CEILING = "raw"
+# The framework floor (peer_apps/minimal.py): raw plus what any framework
+# must do, with no checks. A reference point, like the ceiling, not a peer:
+# it answers these three endpoints and nothing else.
+FLOOR = "minimal"
+REFERENCE_POINTS = (CEILING, FLOOR)
 
 FULL: dict[str, Any] = {
     "presets": ["baseline", "performance"],
@@ -147,21 +152,27 @@ def record_validity(t: pd.DataFrame) -> None:
 
 def versus_fastest(t: pd.DataFrame, reference: str = "performance") -> str:
     """Markdown: per endpoint, the h3lab preset against the fastest *other framework*
-    (other h3lab presets and the raw ceiling are not peers), and its share of the ceiling."""
+    (other h3lab presets, the raw ceiling and the framework floor are not peers), its
+    share of the ceiling, the floor's share, and the preset against the floor (paired)."""
     ref = reference_server(reference)
     lines = [f"| endpoint | {ref} | fastest peer | {ref} x that peer | raw httptools ceiling "
-             f"| {ref} / raw |", "|---|---|---|---|---|---|"]  # fmt: skip
+             f"| {ref} / raw | {FLOOR} / raw | {ref} x {FLOOR} |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for endpoint, g in t.groupby("endpoint", sort=True):
         mine = g[g["server"] == ref]
-        peers_ = g[(g["server"] != CEILING) & ~g["server"].str.startswith("h3lab-")]
+        peers_ = g[~g["server"].isin(REFERENCE_POINTS) & ~g["server"].str.startswith("h3lab-")]
         if mine.empty or peers_.empty:
             continue
         r0, best = mine.iloc[0], peers_.sort_values("rps", ascending=False).iloc[0]
         raw = g[g["server"] == CEILING]
         raw_text = f"{fmt_num(raw.iloc[0].rps)} req/s" if not raw.empty else "n/a"
         share = fmt_pct(r0.of_ceiling, digits=0)
+        floor = g[g["server"] == FLOOR]
+        floor_share = fmt_pct(floor.iloc[0].of_ceiling, digits=0) if not floor.empty else "n/a"
+        of_floor = floor.iloc[0].text if not floor.empty else "n/a"
         lines.append(f"| {endpoint} | {fmt_num(r0.rps)} req/s | {best.server}, "
-                     f"{fmt_num(best.rps)} req/s | {best.text} | {raw_text} | {share} |")  # fmt: skip
+                     f"{fmt_num(best.rps)} req/s | {best.text} | {raw_text} | {share} "
+                     f"| {floor_share} | {of_floor} |")  # fmt: skip
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
@@ -173,6 +184,20 @@ def conclude(t: pd.DataFrame, skipped: Sequence[str] = (), reference: str = "per
     summary = versus_fastest(t, reference)
     if summary:
         lines.append(summary)
+    floor = t[t["server"] == FLOOR].dropna(subset=["of_ceiling"])
+    if not floor.empty:
+        lo, hi = floor["of_ceiling"].min(), floor["of_ceiling"].max()
+        span = (
+            fmt_pct(lo, digits=0)
+            if lo == hi
+            else f"{fmt_pct(lo, digits=0)}-{fmt_pct(hi, digits=0)}"
+        )
+        lines.append(
+            f"The framework floor (`{FLOOR}`: the raw server plus a request object, a route "
+            f"table, the handler in its own context and its result encoded, with no checks) "
+            f"reached {span} of the raw ceiling; the rest is what no framework layer gets back "
+            f"on this machine."
+        )
     for endpoint, g in t.groupby("endpoint", sort=True):
         mine = g[g["server"] == ref]
         if mine.empty:
@@ -183,7 +208,7 @@ def conclude(t: pd.DataFrame, skipped: Sequence[str] = (), reference: str = "per
         )
         if not math.isnan(r0.of_ceiling):
             text += f", {r0.of_ceiling:.0%} of the raw httptools ceiling"
-        others = g[(g["server"] != ref) & (g["server"] != CEILING)]
+        others = g[(g["server"] != ref) & (g["server"] != CEILING)]  # the floor included
         if not others.empty:
             text += "; against each other server (paired by round, Holm-corrected): " + "; ".join(
                 f"{r.server} {r.text}" for r in others.itertuples()

@@ -323,6 +323,26 @@ def test_peers_ratio_is_about_the_named_preset() -> None:
     assert peers.ceiling_violations(bad) == ["aiohttp on json at 150% of the raw ceiling"]
 
 
+def test_peers_framework_floor_is_a_reference_point_not_a_peer() -> None:
+    rows = []
+    for r, d in enumerate([1.0, 1.2, 0.9]):
+        for endpoint, floor in (("plaintext", 140.0), ("json", 120.0)):
+            for server, rps in (("h3lab-performance", 100.0), ("aiohttp", 50.0),
+                                ("minimal", floor), ("raw", 200.0)):  # fmt: skip
+                rows.append({"metric": "throughput_rps", "server": server, "endpoint": endpoint,
+                             "round": r, "value": rps * d})  # fmt: skip
+    t = peers.table(frame(rows), "performance")
+    text = peers.conclude(t, [], "performance")
+    # the floor outran aiohttp, yet the fastest *peer* is still aiohttp
+    assert "| plaintext | 100 req/s | aiohttp, 50 req/s | 2" in text
+    # its share of raw, and the preset against it, paired by round
+    assert "| 200 req/s | 50% | 70% | 0.714x" in text
+    assert "| 200 req/s | 50% | 60% | 0.833x" in text
+    assert "reached 60%-70% of the raw ceiling; the rest" in text
+    # the floor is not the ceiling: it is held to the ceiling like any server
+    assert "Impossible" not in text
+
+
 # -- 04 ---------------------------------------------------------------------------------------------
 
 

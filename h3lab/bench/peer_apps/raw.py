@@ -12,28 +12,12 @@ same verification as every other server.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import signal
-import time
-from email.utils import formatdate
 
 import httptools
 
 from h3lab.bench.peer_apps import JSON_BODY, JSON_TYPE, PLAINTEXT, TEXT_TYPE, user_body
-
-_date = b""
-_date_second = 0
-
-
-def _date_header() -> bytes:
-    # Formatting a date per response would be most of this server's work.
-    global _date, _date_second
-    now = int(time.time())
-    if now != _date_second:
-        _date_second = now
-        _date = b"date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
-    return _date
+from h3lab.bench.peer_apps.bare import date_line, main
 
 
 def _response(status: bytes, ctype: str, body: bytes, keep_alive: bool) -> bytes:
@@ -44,7 +28,7 @@ def _response(status: bytes, ctype: str, body: bytes, keep_alive: bool) -> bytes
             b"\r\nserver: raw\r\ncontent-type: ",
             ctype.encode(),
             b"\r\ncontent-length: %d\r\n" % len(body),
-            _date_header(),
+            date_line(),
             b"" if keep_alive else b"connection: close\r\n",
             b"\r\n",
             body,
@@ -94,29 +78,5 @@ class RawProtocol(asyncio.Protocol):
             self.transport.close()
 
 
-async def serve(host: str, port: int) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    server = await loop.create_server(RawProtocol, host, port, backlog=2048)
-    print(f"raw serving on http://{host}:{port}", flush=True)
-    await stop.wait()
-    server.close()
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    args = parser.parse_args()
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(serve(args.host, args.port))
-    else:
-        uvloop.run(serve(args.host, args.port))
-
-
 if __name__ == "__main__":
-    main()
+    main(RawProtocol, "raw")
