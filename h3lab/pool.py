@@ -21,8 +21,13 @@ under every policy: an event with ``wait_until`` work pending is not released
 yet (the last awaitable to finish releases it), and a released event becomes
 a ``ReleasedEvent`` -- the same object under a class whose every attribute
 access raises -- until ``acquire`` hands it out again. A task that kept the
-event past its response fails loudly instead of reading reset fields or,
-worse, the next client's request.
+event past its response fails loudly instead of reading reset fields.
+
+And it can never read the next client's request: ``acquire`` hands out a
+pooled event only when nothing outside the pool still references it (its
+reference count, read right after it leaves the free list). One that is
+still referenced is *retired*: dropped from the pool, a ``ReleasedEvent`` for
+good, so whatever kept it keeps failing loudly (``retired`` in the stats).
 
 The pool belongs to one app instance, never to the module: two apps (or two
 tests) never share events.
@@ -30,6 +35,7 @@ tests) never share events.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
@@ -46,6 +52,21 @@ EventFactory = Callable[[], H3Event]
 # through object's own descriptor. PERF: its __set__ directly (~0.25 us less
 # per request on 3.11 than object.__setattr__, which looks the name up first).
 _set_class = object.__dict__["__class__"].__set__
+
+_refcount = sys.getrefcount
+
+
+def _refs_after_pop(free: list[Any]) -> int:
+    """The reference count ``BoundedEventPool.acquire`` reads for an object that
+    nothing else references: measured, not assumed, on this interpreter (the
+    count includes the local and the call's own argument, which versions of
+    CPython count differently). Keep the shape of ``acquire``'s two lines."""
+    event = free.pop()
+    return _refcount(event)
+
+
+# What acquire's count is for an event that only the pool referenced.
+UNSHARED_REFS = _refs_after_pop([object()])
 
 
 @runtime_checkable
@@ -123,6 +144,7 @@ class NoEventPool:
             "high_water": 0,
             "capacity": 0,
             "trimmed": 0,
+            "retired": 0,  # events are never reused: none to retire
         }
 
 
@@ -141,6 +163,7 @@ class BoundedEventPool:
         "dropped",
         "high_water",
         "in_use",
+        "retired",
         "reused",
         "trim_interval",
         "trimmed",
@@ -164,6 +187,7 @@ class BoundedEventPool:
         self.window_high = 0
         self.dropped = 0
         self.trimmed = 0
+        self.retired = 0
         self._last_trim = time.monotonic()
 
     def acquire(self) -> H3Event:
@@ -175,9 +199,15 @@ class BoundedEventPool:
             if in_use > self.high_water:
                 self.high_water = in_use
         free = self._free
-        if free:
-            self.reused += 1
+        while free:
             event = free.pop()
+            if _refcount(event) > UNSHARED_REFS:
+                # Something kept this event past its response (a task, a
+                # global): it is never handed out again, so that holder can
+                # never see another request (module docstring).
+                self.retired += 1
+                continue
+            self.reused += 1
             _set_class(event, H3Event)
             return event
         self.created += 1
@@ -225,6 +255,7 @@ class BoundedEventPool:
             "capacity": self.capacity,
             "dropped": self.dropped,
             "trimmed": self.trimmed,
+            "retired": self.retired,
         }
 
 

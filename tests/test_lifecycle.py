@@ -216,6 +216,41 @@ async def test_a_released_event_fails_loudly(transport: Any, policy: str) -> Non
 
 
 @pytest.mark.parametrize("policy", POOLS.names())
+async def test_an_event_kept_past_its_response_never_serves_another(
+    transport: Any, policy: str
+) -> None:
+    # A handler that keeps its event (a global, a task without wait_until) must
+    # never see another request through it: the pool retires such an event
+    # instead of handing it out again, so the holder fails loudly for good.
+    app = H3(Config.preset("performance").replace(**{"pool.policy": policy}))
+    kept: list[H3Event] = []
+
+    @app.get("/keep")
+    def keep(event: H3Event) -> str:
+        kept.append(event)
+        return "kept"
+
+    @app.get("/echo/:id")
+    def echo(event: H3Event) -> str:
+        return "shared" if any(k is event for k in kept) else event.path
+
+    live = await transport(app)
+    for i in range(3):
+        assert (await live.fetch("GET", "/keep"))[2] == b"kept"
+        for j in range(3):
+            assert (await live.fetch("GET", f"/echo/{i}{j}"))[2] == f"/echo/{i}{j}".encode()
+    assert len({id(k) for k in kept}) == 3
+    for event in kept:
+        with pytest.raises(RuntimeError, match="wait_until"):
+            _ = event.path
+    stats = app.pool.stats()
+    assert stats["retired"] == (3 if policy == "bounded" else 0)
+    if policy == "bounded":
+        # every event nothing kept was reused, on both transports
+        assert stats["reused"] >= 6
+
+
+@pytest.mark.parametrize("policy", POOLS.names())
 def test_released_event_refuses_every_use(policy: str) -> None:
     from h3lab.event import ReleasedEvent
 

@@ -51,12 +51,20 @@ def _assert_clean(event: H3Event) -> None:
     assert event.cookies == {} and event.status == 200 and event._resp_headers is None
 
 
+def _assert_reused_if_pooled(pool: object) -> None:
+    stats = pool.stats()  # type: ignore[attr-defined]
+    if stats["policy"] != "none":
+        assert stats["reused"] >= 1 and stats["retired"] == 0, stats
+
+
 async def test_nothing_leaks_to_the_next_request(pool: object) -> None:
     first = pool.acquire()  # type: ignore[attr-defined]
     _dirty(first)
     assert await first.body() == b'{"card": "4111"}'
     pool.release(first)  # type: ignore[attr-defined]
+    del first  # nothing kept it: a pooling policy hands the same event out again
     second = pool.acquire()  # type: ignore[attr-defined]
+    _assert_reused_if_pooled(pool)
     _assert_clean(second)
     assert await second.body() == b""
 
@@ -98,7 +106,9 @@ async def test_each_lazily_built_field_alone_is_cleared(pool: object, writer: An
     if inspect.isawaitable(result):
         await result
     pool.release(event)  # type: ignore[attr-defined]
+    del event, result
     _assert_clean(pool.acquire())  # type: ignore[attr-defined]
+    _assert_reused_if_pooled(pool)
 
 
 async def test_wait_until_work_is_cleared_when_it_releases_the_event(pool: object) -> None:
@@ -109,7 +119,9 @@ async def test_wait_until_work_is_cleared_when_it_releases_the_event(pool: objec
     await future
     await asyncio.sleep(0)  # the done callbacks, the last of which releases the event
     assert type(event).__name__ == "ReleasedEvent"
+    del event, future
     _assert_clean(pool.acquire())  # type: ignore[attr-defined]
+    _assert_reused_if_pooled(pool)
 
 
 def test_bounded_pool_reuses_and_counts() -> None:
@@ -119,9 +131,11 @@ def test_bounded_pool_reuses_and_counts() -> None:
     assert pool.stats()["reused"] == 2 and pool.stats()["created"] == 3
     for e in events:
         pool.release(e)
+    del events, e  # nothing keeps them: reused, not retired
     for _ in range(10):
         pool.release(pool.acquire())
     stats = pool.stats()
+    assert stats["retired"] == 0
     assert stats["reused"] == 12 and stats["created"] == 3 and stats["acquired"] == 13
     assert stats["reuse_ratio"] == pytest.approx(12 / 13)
     assert stats["high_water"] == 3 and stats["in_use"] == 0
@@ -140,6 +154,7 @@ def test_trim_follows_recent_high_water() -> None:
     burst = [pool.acquire() for _ in range(50)]
     for e in burst:
         pool.release(e)
+    del burst, e
     assert pool.stats()["pool_size"] == 50
     pool.trim()  # the window that just ended peaked at 50 in use: keep 50
     assert pool.stats()["pool_size"] == 50
@@ -147,6 +162,32 @@ def test_trim_follows_recent_high_water() -> None:
         pool.release(pool.acquire())  # quiet window: 1 in use at most
     assert pool.trim() == 49
     assert pool.stats()["pool_size"] == 1 and pool.stats()["trimmed"] == 49
+
+
+def test_a_kept_event_is_retired_never_handed_out_again() -> None:
+    pool = BoundedEventPool(H3Event, size=4, warmup=0)
+    kept = pool.acquire()
+    kept.path = "/alice"
+    pool.release(kept)  # released, but something still holds it
+    other = pool.acquire()
+    assert other is not kept and pool.stats()["retired"] == 1
+    other.path = "/bob"
+    with pytest.raises(RuntimeError, match="wait_until"):
+        _ = kept.path  # never becomes another request's event
+    pool.release(other)
+    del other  # nothing holds this one: it is reused
+    again = pool.acquire()
+    stats = pool.stats()
+    assert stats["reused"] == 1 and stats["retired"] == 1 and stats["created"] == 2
+    assert again.path == "/"
+
+
+def test_the_unshared_count_is_measured_on_this_interpreter() -> None:
+    from h3lab.pool import UNSHARED_REFS, _refs_after_pop
+
+    assert _refs_after_pop([object()]) == UNSHARED_REFS
+    held = object()
+    assert _refs_after_pop([held]) == UNSHARED_REFS + 1
 
 
 def test_no_pool_creates_every_time() -> None:

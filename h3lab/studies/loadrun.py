@@ -116,6 +116,8 @@ def stats_rows(stats: Mapping[str, Any] | None, extra: Mapping[str, Any]) -> Row
     add("pool_created", pool.get("created"), "count")
     add("pool_acquired", pool.get("acquired"), "count")
     add("pool_high_water", pool.get("high_water"), "count")
+    # Events something kept past their response (h3lab.pool): 0 unless a handler leaks.
+    add("pool_retired", pool.get("retired"), "count")
     cache = stats.get("cache") or {}
     add("cache_entries", cache.get("size"), "count")
     add("cache_capacity", cache.get("capacity"), "count")

@@ -54,6 +54,7 @@ def _dispatch_loop(app: Any, requests: Sequence[BenchRequest]) -> Op:
                         raise BenchmarkError("dispatch suspended")
                 response_for(event, value)
                 release(event)
+                del event  # nothing may reference it at its next acquire (h3lab.pool)
         return loops
 
     return run

@@ -22,6 +22,10 @@ def _pool_loop(pool: Any, concurrency: int) -> Op:
                 event.method = "GET"
                 event.raw_path = event.route_path = event.path = "/plaintext"
                 release(event)
+            # Nothing may still reference a released event when it is acquired
+            # again, or the pool retires it (h3lab.pool): as when a request's
+            # frames end.
+            del held, event
         return loops * concurrency
 
     return run
