@@ -11,15 +11,15 @@ import pytest
 
 from h3lab.bench.micro import BenchmarkError, run_micro, stage_table
 from h3lab.bench.micro import stages as stages_target
-from h3lab.bench.micro.stages import (
+from h3lab.bench.micro.stage_report import (
     ENDPOINTS,
     SEQUENCE,
     STAGES,
     UNATTRIBUTED,
     UNATTRIBUTED_METRIC,
     WHOLE,
-    bench_stages,
 )
+from h3lab.bench.micro.stages import bench_stages
 
 pytestmark = pytest.mark.filterwarnings("ignore::h3lab.bench.micro.BenchmarkStabilityWarning")
 

@@ -17,6 +17,8 @@ Layout: the harness first, then one module per target, then their names.
                 raw httptools floor
 ``stages``      that per-request cost split by stage (parse, head, event,
                 route, chain, encode, write, task), each timed alone
+``stage_report`` the ``stages`` rows read back: the unattributed remainder
+                and the markdown breakdown (``stage_table``); times nothing
 ``targets``     ``TARGETS`` (name -> bench), the quick grids and ``run_micro``
 
 Every target imports the harness and nothing imports a target but
@@ -45,7 +47,8 @@ from h3lab.bench.micro.middleware import bench_middleware
 from h3lab.bench.micro.pool import bench_pool
 from h3lab.bench.micro.protocol import bench_protocol
 from h3lab.bench.micro.router import bench_router
-from h3lab.bench.micro.stages import bench_stages, stage_table
+from h3lab.bench.micro.stage_report import stage_table
+from h3lab.bench.micro.stages import bench_stages
 from h3lab.bench.micro.targets import TARGETS, run_micro
 
 __all__ = [
