@@ -69,9 +69,9 @@ the head matches the server's, the route and params are the endpoint's, the
 handler's value is the endpoint's, the body and the written bytes are the
 server's), so a fast wrong answer raises ``BenchmarkError``.
 
-``stage_table(rows)`` (in ``stage_report``) is the markdown breakdown (one row per stage, one column
-per endpoint: median ns and share of ``whole``); ``h3lab bench micro
---target stages`` prints it after the usual table.
+``stage_table(rows)`` (in ``stage_report``) is the markdown breakdown (one
+row per stage, one column per endpoint: median ns and share of ``whole``);
+``h3lab bench micro --target stages`` prints it after the usual table.
 """
 
 from __future__ import annotations
