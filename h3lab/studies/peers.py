@@ -130,6 +130,55 @@ def table(frame: pd.DataFrame, reference: str = "performance") -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def floor_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per endpoint, the framework floor paired by round against the raw ceiling
+    (its share of raw, with an interval) and against the fastest peer (by median):
+    the most any framework layer reached here, to read the targets against."""
+    import pandas as pd
+
+    rows = metric(frame, "throughput_rps")
+    rows = rows[rows["endpoint"].notna()] if "endpoint" in rows.columns else rows.iloc[0:0]
+    out = []
+    for endpoint, g in rows.groupby("endpoint", sort=True):
+        med = g.groupby("server")["value"].median()
+        others = [s for s in med.index if s not in REFERENCE_POINTS and not s.startswith("h3lab-")]
+        if FLOOR not in med.index or CEILING not in med.index or not others:
+            continue
+        fastest = str(med[others].idxmax())
+        g = g.assign(arm=g["server"])
+        pairs = compare_pairs(g, "throughput_rps", [(CEILING, FLOOR), (fastest, FLOOR)])
+        by_base = pairs.set_index("base")
+        if CEILING not in by_base.index or fastest not in by_base.index:
+            continue
+        of_raw, over_peer = by_base.loc[CEILING], by_base.loc[fastest]
+        out.append({
+            "endpoint": endpoint, "fastest_peer": fastest,
+            "of_ceiling": of_raw["ratio"], "of_ceiling_lo": of_raw["lo"],
+            "of_ceiling_hi": of_raw["hi"],
+            "over_fastest": over_peer["ratio"], "over_fastest_lo": over_peer["lo"],
+            "over_fastest_hi": over_peer["hi"], "over_fastest_text": over_peer["text"],
+        })  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def floor_sentence(floor: pd.DataFrame) -> str:
+    """What the framework floor reached, endpoint by endpoint (paired intervals)."""
+    if floor.empty:
+        return ""
+    parts = [
+        f"{r.endpoint}: {fmt_pct(r.of_ceiling, digits=0)} of raw "
+        f"[{fmt_pct(r.of_ceiling_lo, digits=0)}, {fmt_pct(r.of_ceiling_hi, digits=0)}], "
+        f"and against the fastest peer ({r.fastest_peer}) {r.over_fastest_text}"
+        for r in floor.itertuples()
+    ]
+    return (
+        f"The framework floor (`{FLOOR}`: the raw server plus a request object, a route "
+        f"table, the handler in its own context and its result encoded, with no checks), "
+        f"paired by round: " + "; ".join(parts) + ". The rest of the ceiling is what no "
+        "framework layer gets back on this machine."
+    )
+
+
 def ceiling_violations(t: pd.DataFrame, tolerance: float = 0.02) -> list[str]:
     """Servers that measured above the raw ceiling of the same run: physically impossible."""
     bad = t[(t["server"] != CEILING) & (t["of_ceiling"] > 1 + tolerance)]
@@ -176,7 +225,14 @@ def versus_fastest(t: pd.DataFrame, reference: str = "performance") -> str:
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
-def conclude(t: pd.DataFrame, skipped: Sequence[str] = (), reference: str = "performance") -> str:
+def conclude(
+    t: pd.DataFrame,
+    skipped: Sequence[str] = (),
+    reference: str = "performance",
+    floor: pd.DataFrame | None = None,
+) -> str:
+    """The summary table, the framework floor (``floor_table``, when given), then
+    per endpoint the named preset against every other server."""
     if t.empty:
         return "No data."
     ref = reference_server(reference)
@@ -184,20 +240,8 @@ def conclude(t: pd.DataFrame, skipped: Sequence[str] = (), reference: str = "per
     summary = versus_fastest(t, reference)
     if summary:
         lines.append(summary)
-    floor = t[t["server"] == FLOOR].dropna(subset=["of_ceiling"])
-    if not floor.empty:
-        lo, hi = floor["of_ceiling"].min(), floor["of_ceiling"].max()
-        span = (
-            fmt_pct(lo, digits=0)
-            if lo == hi
-            else f"{fmt_pct(lo, digits=0)}-{fmt_pct(hi, digits=0)}"
-        )
-        lines.append(
-            f"The framework floor (`{FLOOR}`: the raw server plus a request object, a route "
-            f"table, the handler in its own context and its result encoded, with no checks) "
-            f"reached {span} of the raw ceiling; the rest is what no framework layer gets back "
-            f"on this machine."
-        )
+    if floor is not None and not floor.empty:
+        lines.append(floor_sentence(floor))
     for endpoint, g in t.groupby("endpoint", sort=True):
         mine = g[g["server"] == ref]
         if mine.empty:

@@ -332,13 +332,17 @@ def test_peers_framework_floor_is_a_reference_point_not_a_peer() -> None:
                 rows.append({"metric": "throughput_rps", "server": server, "endpoint": endpoint,
                              "round": r, "value": rps * d})  # fmt: skip
     t = peers.table(frame(rows), "performance")
-    text = peers.conclude(t, [], "performance")
+    floor = peers.floor_table(frame(rows))
+    text = peers.conclude(t, [], "performance", floor)
     # the floor outran aiohttp, yet the fastest *peer* is still aiohttp
     assert "| plaintext | 100 req/s | aiohttp, 50 req/s | 2" in text
     # its share of raw, and the preset against it, paired by round
     assert "| 200 req/s | 50% | 70% | 0.714x" in text
     assert "| 200 req/s | 50% | 60% | 0.833x" in text
-    assert "reached 60%-70% of the raw ceiling; the rest" in text
+    # and, paired by round, its share of raw and its lead over the fastest peer
+    assert list(floor["fastest_peer"]) == ["aiohttp", "aiohttp"]
+    assert floor["of_ceiling"].tolist() == pytest.approx([0.6, 0.7])
+    assert "plaintext: 70% of raw [70%, 70%], and against the fastest peer (aiohttp) 2.8x" in text
     # the floor is not the ceiling: it is held to the ceiling like any server
     assert "Impossible" not in text
 
