@@ -10,7 +10,11 @@ every configuration and are what makes loopback load runs noisy.
 
 The ``raw`` case is the floor: a bare httptools parser that answers every
 request with one fixed byte string, the least any Python server built on
-httptools can do. Every batch's responses are checked (count and status)
+httptools can do. The ``minimal`` case is the framework floor of
+``h3lab bench peers`` (``peer_apps/minimal.py``: a request object, a route
+table, the handler in its own context, its result encoded, no checks), so
+``performance`` against ``minimal`` is the price of h3lab's checks and
+features, in process. Every batch's responses are checked (count and status)
 before timing, so a fast wrong answer raises.
 
 Every request runs in its own asyncio Task (``h3lab.server.tasks``), so the
@@ -182,7 +186,8 @@ def bench_protocol(
     **timing: Any,
 ) -> list[dict[str, Any]]:
     """ns per request through ``HttpProtocol`` per preset and endpoint, the raw
-    floor, and (``task_start``) the cost of each way to start a request's task."""
+    floor, the framework floor (``minimal``), and (``task_start``) the cost of
+    each way to start a request's task."""
     from h3lab.bench.apps import build_app
     from h3lab.bench.results import config_columns
     from h3lab.config import PRESETS, Config
@@ -238,6 +243,25 @@ def bench_protocol(
                 endpoint,
                 "pipelined-keepalive",
                 _loop(loop, raw.parser.feed_data, batch),
+            )
+        )
+    from h3lab.bench.peer_apps.minimal import MinimalProtocol
+
+    for endpoint in endpoints:
+        transport = MemoryTransport()
+        floor = MinimalProtocol()
+        floor.connection_made(transport)
+        batch = _batch(_PATHS[endpoint])
+        floor.data_received(batch)
+        _check(transport.writes, f"protocol minimal {endpoint}")
+        transport.record = False
+        cases.append(
+            Case(
+                "protocol",
+                "minimal",
+                endpoint,
+                "pipelined-keepalive",
+                _loop(loop, floor.data_received, batch),
             )
         )
     if task_start:
