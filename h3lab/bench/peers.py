@@ -104,8 +104,8 @@ PEERS: dict[str, Peer] = {
             "the ceiling: a bare httptools protocol on uvloop with fixed responses",
         ),
         Peer(
-            "minimal",
-            _python("-m h3lab.bench.peer_apps.minimal --host {host} --port {port}"),
+            "framework-floor",
+            _python("-m h3lab.bench.peer_apps.floor --host {host} --port {port}"),
             ("httptools", "uvloop"),
             "the framework floor: raw plus what any framework must do (a request object, "
             "a route table, the handler in its own context, its result encoded); no checks",

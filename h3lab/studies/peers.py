@@ -29,10 +29,10 @@ if TYPE_CHECKING:
 
 STUDY = "peers"
 CEILING = "raw"
-# The framework floor (peer_apps/minimal.py): raw plus what any framework
+# The framework floor (peer_apps/floor.py): raw plus what any framework
 # must do, with no checks. A reference point, like the ceiling, not a peer:
 # it answers these three endpoints and nothing else.
-FLOOR = "minimal"
+FLOOR = "framework-floor"
 REFERENCE_POINTS = (CEILING, FLOOR)
 
 FULL: dict[str, Any] = {

@@ -257,7 +257,7 @@ def test_a_suspending_chain_raises() -> None:
 def test_protocol_target_rows_and_floor() -> None:
     rows = run_micro("protocol", quick=True, presets=("performance",), endpoints=("/plaintext",))
     ns = metric_rows(rows, "ns_per_op")
-    assert {r["strategy"] for r in ns} == {"performance", "raw", "minimal", "task-start"}
+    assert {r["strategy"] for r in ns} == {"performance", "raw", "framework-floor", "task-start"}
     assert all(r["value"] > 0 and r["unit"] == "ns" for r in ns)
     # What each way of running a request's coroutine costs, on this interpreter.
     starts = {r["param"] for r in ns if r["strategy"] == "task-start"}

@@ -1,4 +1,4 @@
-"""The shared peer-app helpers, the raw ceiling and the minimal framework floor."""
+"""The shared peer-app helpers, the raw ceiling and the framework floor."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from h3lab.bench.peer_apps import JSON_TYPE, user_body
-from h3lab.bench.peer_apps.minimal import MinimalProtocol
+from h3lab.bench.peer_apps.floor import FloorProtocol
 from h3lab.bench.peer_apps.raw import RawProtocol
 from h3lab.bench.workloads import json_body
 from h3lab.testing import MemoryTransport
@@ -63,8 +63,8 @@ def test_raw_server_answers_users_with_the_shared_body(user_id: str) -> None:
     assert not transport.closed
 
 
-def _minimal_exchange(request: bytes) -> tuple[bytes, bytes, MemoryTransport]:
-    proto = MinimalProtocol()
+def _floor_exchange(request: bytes) -> tuple[bytes, bytes, MemoryTransport]:
+    proto = FloorProtocol()
     transport = MemoryTransport()
     proto.connection_made(transport)
     proto.data_received(request)
@@ -83,15 +83,15 @@ def _minimal_exchange(request: bytes) -> tuple[bytes, bytes, MemoryTransport]:
         (b"/nope", b"404 Not Found", b"Not Found"),
     ],
 )
-def test_minimal_floor_routes_like_every_peer(path: bytes, status: bytes, body: bytes) -> None:
-    head, got, transport = _minimal_exchange(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+def test_framework_floor_routes_like_every_peer(path: bytes, status: bytes, body: bytes) -> None:
+    head, got, transport = _floor_exchange(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 " + status + b"\r\n")
-    assert b"\r\ndate: " in head and b"\r\nserver: minimal" in head
+    assert b"\r\ndate: " in head and b"\r\nserver: framework-floor" in head
     assert got == body and not transport.closed
 
 
-def test_minimal_floor_closes_when_asked_and_refuses_garbage() -> None:
-    head, _, transport = _minimal_exchange(b"GET /json HTTP/1.1\r\nConnection: close\r\n\r\n")
+def test_framework_floor_closes_when_asked_and_refuses_garbage() -> None:
+    head, _, transport = _floor_exchange(b"GET /json HTTP/1.1\r\nConnection: close\r\n\r\n")
     assert b"connection: close" in head and transport.closed
-    head, _, transport = _minimal_exchange(b"NOT HTTP\r\n\r\n")
+    head, _, transport = _floor_exchange(b"NOT HTTP\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 ") and transport.closed

@@ -42,7 +42,7 @@ def test_peer_records_are_complete() -> None:
         "falcon-uvicorn",
         "blacksheep-uvicorn",
         "raw",
-        "minimal",
+        "framework-floor",
     }
     for peer in PEERS.values():
         assert "{port}" in peer.command and peer.modules and peer.description

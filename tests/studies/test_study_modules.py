@@ -328,7 +328,7 @@ def test_peers_framework_floor_is_a_reference_point_not_a_peer() -> None:
     for r, d in enumerate([1.0, 1.2, 0.9]):
         for endpoint, floor in (("plaintext", 140.0), ("json", 120.0)):
             for server, rps in (("h3lab-performance", 100.0), ("aiohttp", 50.0),
-                                ("minimal", floor), ("raw", 200.0)):  # fmt: skip
+                                ("framework-floor", floor), ("raw", 200.0)):  # fmt: skip
                 rows.append({"metric": "throughput_rps", "server": server, "endpoint": endpoint,
                              "round": r, "value": rps * d})  # fmt: skip
     t = peers.table(frame(rows), "performance")

@@ -10,10 +10,10 @@ every configuration and are what makes loopback load runs noisy.
 
 The ``raw`` case is the floor: a bare httptools parser that answers every
 request with one fixed byte string, the least any Python server built on
-httptools can do. The ``minimal`` case is the framework floor of
-``h3lab bench peers`` (``peer_apps/minimal.py``: a request object, a route
+httptools can do. The ``framework-floor`` case is the framework floor of
+``h3lab bench peers`` (``peer_apps/floor.py``: a request object, a route
 table, the handler in its own context, its result encoded, no checks), so
-``performance`` against ``minimal`` is the price of h3lab's checks and
+``performance`` against ``framework-floor`` is the price of h3lab's checks and
 features, in process. Every batch's responses are checked (count and status)
 before timing, so a fast wrong answer raises.
 
@@ -186,7 +186,7 @@ def bench_protocol(
     **timing: Any,
 ) -> list[dict[str, Any]]:
     """ns per request through ``HttpProtocol`` per preset and endpoint, the raw
-    floor, the framework floor (``minimal``), and (``task_start``) the cost of
+    floor, the framework floor (``framework-floor``), and (``task_start``) the cost of
     each way to start a request's task."""
     from h3lab.bench.apps import build_app
     from h3lab.bench.results import config_columns
@@ -245,20 +245,20 @@ def bench_protocol(
                 _loop(loop, raw.parser.feed_data, batch),
             )
         )
-    from h3lab.bench.peer_apps.minimal import MinimalProtocol
+    from h3lab.bench.peer_apps.floor import FloorProtocol
 
     for endpoint in endpoints:
         transport = MemoryTransport()
-        floor = MinimalProtocol()
+        floor = FloorProtocol()
         floor.connection_made(transport)
         batch = _batch(_PATHS[endpoint])
         floor.data_received(batch)
-        _check(transport.writes, f"protocol minimal {endpoint}")
+        _check(transport.writes, f"protocol framework-floor {endpoint}")
         transport.record = False
         cases.append(
             Case(
                 "protocol",
-                "minimal",
+                "framework-floor",
                 endpoint,
                 "pipelined-keepalive",
                 _loop(loop, floor.data_received, batch),

@@ -1,4 +1,4 @@
-"""What the two bare servers (``raw`` and ``minimal``) share: a cached Date line,
+"""What the two bare servers (``raw`` and ``floor``) share: a cached Date line,
 and serving an ``asyncio.Protocol`` on uvloop until SIGINT or SIGTERM."""
 
 from __future__ import annotations

@@ -17,10 +17,10 @@ of it, written carefully and without one check more:
 Left out on purpose, because h3lab does them and this measures what is
 left without them: limits and header validation (Host, framing, sizes),
 refusals with their status, middleware, error pages, pooling, deadlines,
-pipelining back-pressure, graceful shutdown. So ``h3lab / minimal`` is the
-price of those, and ``minimal / raw`` is what no framework can get back.
+pipelining back-pressure, graceful shutdown. So ``h3lab / framework-floor`` is the
+price of those, and ``framework-floor / raw`` is what no framework can get back.
 
-``python -m h3lab.bench.peer_apps.minimal --port 8000``
+``python -m h3lab.bench.peer_apps.floor --port 8000``
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def answer(request: Request) -> tuple[bytes, bytes, bytes]:
     return b"200 OK", _JSON, _dumps(result)
 
 
-class MinimalProtocol(asyncio.Protocol):
+class FloorProtocol(asyncio.Protocol):
     __slots__ = ("headers", "parser", "transport", "url")
 
     def __init__(self) -> None:
@@ -178,7 +178,7 @@ class MinimalProtocol(asyncio.Protocol):
                 (
                     b"HTTP/1.1 ",
                     status,
-                    b"\r\nserver: minimal\r\ncontent-type: ",
+                    b"\r\nserver: framework-floor\r\ncontent-type: ",
                     ctype,
                     b"\r\ncontent-length: %d\r\n" % len(body),
                     date_line(),
@@ -193,4 +193,4 @@ class MinimalProtocol(asyncio.Protocol):
 
 
 if __name__ == "__main__":
-    main(MinimalProtocol, "minimal")
+    main(FloorProtocol, "floor")
