@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from h3lab.bench.load import LoadResult, run_closed_loop, verify
 from h3lab.bench.load.wrk import run_wrk, wrk_available
+from h3lab.bench.peer_apps import FLOOR_NAME
 from h3lab.bench.rounds import QUICK_ROUNDS, Arm, ArmRun, pinned, run_rounds
 from h3lab.bench.route_tables import BenchRequest
 from h3lab.bench.server import ServerProcess
@@ -104,7 +105,7 @@ PEERS: dict[str, Peer] = {
             "the ceiling: a bare httptools protocol on uvloop with fixed responses",
         ),
         Peer(
-            "framework-floor",
+            FLOOR_NAME,
             _python("-m h3lab.bench.peer_apps.floor --host {host} --port {port}"),
             ("httptools", "uvloop"),
             "the framework floor: raw plus what any framework must do (a request object, "

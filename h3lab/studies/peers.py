@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from h3lab.bench.peer_apps import FLOOR_NAME
 from h3lab.studies import loadrun
 from h3lab.studies.common import (
     Progress,
@@ -32,7 +33,7 @@ CEILING = "raw"
 # The framework floor (peer_apps/floor.py): raw plus what any framework
 # must do, with no checks. A reference point, like the ceiling, not a peer:
 # it answers these three endpoints and nothing else.
-FLOOR = "framework-floor"
+FLOOR = FLOOR_NAME
 REFERENCE_POINTS = (CEILING, FLOOR)
 
 FULL: dict[str, Any] = {

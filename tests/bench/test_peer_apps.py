@@ -95,3 +95,17 @@ def test_framework_floor_closes_when_asked_and_refuses_garbage() -> None:
     assert b"connection: close" in head and transport.closed
     head, _, transport = _floor_exchange(b"NOT HTTP\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 ") and transport.closed
+
+
+def test_the_floor_is_named_apart_from_every_preset_and_strategy() -> None:
+    # Its rows share tables with the presets' (the protocol target) and the
+    # strategies' names: a shared name once merged two cases into one.
+    from h3lab.bench.peer_apps import FLOOR_NAME
+    from h3lab.config import PRESETS
+    from h3lab.registry import FAMILIES
+
+    taken = set(PRESETS) | {"raw", "task-start"}
+    for family in FAMILIES:
+        taken |= set(family.names())
+    assert "minimal" in taken  # the name the floor first had
+    assert FLOOR_NAME not in taken

@@ -245,6 +245,7 @@ def bench_protocol(
                 _loop(loop, raw.parser.feed_data, batch),
             )
         )
+    from h3lab.bench.peer_apps import FLOOR_NAME
     from h3lab.bench.peer_apps.floor import FloorProtocol
 
     for endpoint in endpoints:
@@ -253,12 +254,12 @@ def bench_protocol(
         floor.connection_made(transport)
         batch = _batch(_PATHS[endpoint])
         floor.data_received(batch)
-        _check(transport.writes, f"protocol framework-floor {endpoint}")
+        _check(transport.writes, f"protocol {FLOOR_NAME} {endpoint}")
         transport.record = False
         cases.append(
             Case(
                 "protocol",
-                "framework-floor",
+                FLOOR_NAME,
                 endpoint,
                 "pipelined-keepalive",
                 _loop(loop, floor.data_received, batch),

@@ -28,6 +28,10 @@ JSON_BODY = b'{"message":"Hello, World!"}'
 TEXT_TYPE = "text/plain; charset=utf-8"
 JSON_TYPE = "application/json"
 N_FILLER = 50
+# The framework floor's name in every table (peers, study 07, the protocol
+# target; peer_apps/floor.py): never an h3lab preset's or a strategy's name,
+# so its rows cannot merge with theirs.
+FLOOR_NAME = "framework-floor"
 
 
 def user_body(user_id: str) -> bytes:

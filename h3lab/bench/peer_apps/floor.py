@@ -33,7 +33,7 @@ from typing import Any
 
 import httptools
 
-from h3lab.bench.peer_apps import JSON_TYPE, N_FILLER, TEXT_TYPE
+from h3lab.bench.peer_apps import FLOOR_NAME, JSON_TYPE, N_FILLER, TEXT_TYPE
 from h3lab.bench.peer_apps.bare import date_line, main
 
 
@@ -53,6 +53,7 @@ Handler = Callable[["Request"], Any]
 
 _TEXT = TEXT_TYPE.encode()
 _JSON = JSON_TYPE.encode()
+_SERVER_THEN_TYPE = b"\r\nserver: " + FLOOR_NAME.encode() + b"\r\ncontent-type: "
 _NOT_FOUND = (b"404 Not Found", _TEXT, b"Not Found")
 _ERROR = (b"500 Internal Server Error", _TEXT, b"Internal Server Error")
 
@@ -178,7 +179,7 @@ class FloorProtocol(asyncio.Protocol):
                 (
                     b"HTTP/1.1 ",
                     status,
-                    b"\r\nserver: framework-floor\r\ncontent-type: ",
+                    _SERVER_THEN_TYPE,
                     ctype,
                     b"\r\ncontent-length: %d\r\n" % len(body),
                     date_line(),
