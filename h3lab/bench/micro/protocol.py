@@ -229,42 +229,36 @@ def bench_protocol(
                     teardown=app.memory.close,
                 )
             )
-    for endpoint in endpoints:
-        transport = MemoryTransport()
-        raw = _RawProtocol(transport)
-        batch = _batch(_PATHS[endpoint])
-        raw.parser.feed_data(batch)
-        _check(transport.writes, f"protocol raw {endpoint}")
-        transport.record = False
-        cases.append(
-            Case(
-                "protocol",
-                "raw",
-                endpoint,
-                "pipelined-keepalive",
-                _loop(loop, raw.parser.feed_data, batch),
-            )
-        )
     from h3lab.bench.peer_apps import FLOOR_NAME
     from h3lab.bench.peer_apps.floor import FloorProtocol
 
-    for endpoint in endpoints:
-        transport = MemoryTransport()
+    def floor_feed(transport: MemoryTransport) -> Callable[[bytes], None]:
         floor = FloorProtocol()
         floor.connection_made(transport)
-        batch = _batch(_PATHS[endpoint])
-        floor.data_received(batch)
-        _check(transport.writes, f"protocol {FLOOR_NAME} {endpoint}")
-        transport.record = False
-        cases.append(
-            Case(
-                "protocol",
-                FLOOR_NAME,
-                endpoint,
-                "pipelined-keepalive",
-                _loop(loop, floor.data_received, batch),
+        return floor.data_received
+
+    # The two floors, fed the same batches (each answer checked before timing).
+    bare: list[tuple[str, Callable[[MemoryTransport], Callable[[bytes], None]]]] = [
+        ("raw", lambda transport: _RawProtocol(transport).parser.feed_data),
+        (FLOOR_NAME, floor_feed),
+    ]
+    for name, make_feed in bare:
+        for endpoint in endpoints:
+            transport = MemoryTransport()
+            feed_batch = make_feed(transport)
+            batch = _batch(_PATHS[endpoint])
+            feed_batch(batch)
+            _check(transport.writes, f"protocol {name} {endpoint}")
+            transport.record = False
+            cases.append(
+                Case(
+                    "protocol",
+                    name,
+                    endpoint,
+                    "pipelined-keepalive",
+                    _loop(loop, feed_batch, batch),
+                )
             )
-        )
     if task_start:
         cases += _task_start_cases(loop)
     try:
