@@ -19,6 +19,7 @@ import pytest
 
 from h3lab import H3, Config, Server
 from h3lab.config import PRESETS, PoolConfig
+from h3lab.errors import HTTPError
 from h3lab.event import H3Event
 from h3lab.pool import POOLS, make_pool
 
@@ -248,6 +249,48 @@ async def test_an_event_kept_past_its_response_never_serves_another(
     if policy == "bounded":
         # every event nothing kept was reused, on both transports
         assert stats["reused"] >= 6
+
+
+async def test_events_nothing_kept_are_reused_on_every_path(transport: Any) -> None:
+    # The pool retires an event still referenced when it leaves the free list:
+    # the server's own paths (a synchronous chain, a task, an awaiting task, an
+    # error answered as JSON, a 404) must hold no reference once they release it.
+    app = H3(Config.preset("performance"))
+
+    @app.get("/sync")
+    def sync_route(event: H3Event) -> str:
+        return event.path
+
+    @app.get("/async")
+    async def async_route(event: H3Event) -> str:
+        return event.path
+
+    @app.get("/awaits")
+    async def awaits(event: H3Event) -> str:
+        await asyncio.sleep(0)
+        return event.path
+
+    @app.get("/refuses")
+    def refuses(event: H3Event) -> str:
+        raise HTTPError(418, "no")
+
+    @app.get("/fails")
+    def fails(event: H3Event) -> str:
+        raise ValueError("boom")
+
+    live = await transport(app)
+    for _ in range(5):
+        for path, status in (("/sync", 200), ("/async", 200), ("/awaits", 200),
+                             ("/refuses", 418), ("/missing", 404)):  # fmt: skip
+            assert (await live.fetch("GET", path))[0] == status
+    stats = app.pool.stats()
+    assert stats["retired"] == 0, stats
+    assert stats["reused"] >= 20, stats
+    # An unhandled error is logged with its traceback, whose frames hold the
+    # event: while a handler keeps that record (pytest's log capture does), the
+    # event is referenced, so it is retired rather than reused. Safe either way.
+    assert (await live.fetch("GET", "/fails"))[0] == 500
+    assert (await live.fetch("GET", "/sync"))[2] == b"/sync"
 
 
 @pytest.mark.parametrize("policy", POOLS.names())

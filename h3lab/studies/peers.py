@@ -97,6 +97,11 @@ def measure(p: Mapping[str, Any], notes: list[str] | None = None, progress: Prog
     )
 
 
+def is_peer(server: str) -> bool:
+    """Another framework: not an h3lab preset, the raw ceiling or the framework floor."""
+    return server not in REFERENCE_POINTS and not server.startswith("h3lab-")
+
+
 def reference_server(preset: str) -> str:
     return f"h3lab-{preset}"
 
@@ -142,7 +147,7 @@ def floor_table(frame: pd.DataFrame) -> pd.DataFrame:
     out = []
     for endpoint, g in rows.groupby("endpoint", sort=True):
         med = g.groupby("server")["value"].median()
-        others = [s for s in med.index if s not in REFERENCE_POINTS and not s.startswith("h3lab-")]
+        others = [s for s in med.index if is_peer(s)]
         if FLOOR not in med.index or CEILING not in med.index or not others:
             continue
         fastest = str(med[others].idxmax())
@@ -210,7 +215,7 @@ def versus_fastest(t: pd.DataFrame, reference: str = "performance") -> str:
              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for endpoint, g in t.groupby("endpoint", sort=True):
         mine = g[g["server"] == ref]
-        peers_ = g[~g["server"].isin(REFERENCE_POINTS) & ~g["server"].str.startswith("h3lab-")]
+        peers_ = g[g["server"].map(is_peer)]
         if mine.empty or peers_.empty:
             continue
         r0, best = mine.iloc[0], peers_.sort_values("rps", ascending=False).iloc[0]
