@@ -90,7 +90,6 @@ from h3lab.bench.micro.stage_report import (
     STAGES,
     UNATTRIBUTED_METRIC,
     WHOLE,
-    stage_table,
     unattributed_rows,
 )
 
@@ -250,7 +249,7 @@ class _Request:
         if (
             after["acquired"] != before["acquired"] + 2
             or after["in_use"] != before["in_use"]
-            or after.get("retired", 0) != before.get("retired", 0)
+            or after["retired"] != before["retired"]
         ):
             raise BenchmarkError(f"{self.label}: event: the pool did not hand out and take back")
 
@@ -266,7 +265,7 @@ class _Request:
         event._raw_headers = self.headers
         event.keep_alive = True
 
-    def _event_cycle(self, loops: int) -> Any:
+    def _event_cycle(self, loops: int) -> None:
         acquire = self.app.pool.acquire
         release = self.app.pool.release
         head = self.head
@@ -526,6 +525,4 @@ __all__ = [
     "STAGES",
     "UNATTRIBUTED_METRIC",
     "bench_stages",
-    "stage_table",
-    "unattributed_rows",
 ]

@@ -62,13 +62,18 @@ class Request:
     __slots__ = ("headers", "keep_alive", "method", "params", "path", "query")
 
     def __init__(
-        self, method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]], ka: bool
+        self,
+        method: str,
+        path: str,
+        query: bytes,
+        headers: list[tuple[bytes, bytes]],
+        keep_alive: bool,
     ) -> None:
         self.method = method
         self.path = path
         self.query = query
         self.headers = headers
-        self.keep_alive = ka
+        self.keep_alive = keep_alive
         self.params: dict[str, str] = {}
 
 
